@@ -1,0 +1,29 @@
+# Two commands set up everything on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: venv demo test lint bench clean
+
+$(BIN)/groklab: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/groklab
+
+venv: $(BIN)/groklab
+
+# A short, real demonstration: x_plus_y (p=23) groks with layer-wise rates, then the table.
+demo: venv
+	$(BIN)/groklab run --task x_plus_y --p 23 --lr layerwise --seeds 2 --steps 1500 --out runs/demo
+	$(BIN)/groklab results runs/demo
+
+test: venv
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest
+
+bench: venv
+	$(BIN)/groklab bench
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,163 @@
+"""The ``groklab`` command. Bad input: one line on stderr, exit code 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+
+# typer >= 0.16 vendors click; its UsageError is BadParameter's base class either way.
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="groklab: grokking experiments with layer-wise learning rates.")
+
+
+class InputError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def fail(message: str) -> None:
+    raise InputError(message)
+
+
+def describe(err: ValidationError) -> str:
+    """A pydantic error as one line: 'field: reason; field: reason'."""
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"]) or "settings"
+        parts.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def check_out_dir(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        fail(f"output path {out} exists and is not a folder")
+
+
+def check_device(device: str | None) -> str:
+    import torch
+
+    from groklab.engine import default_device
+
+    if device is None:
+        return default_device()
+    kind = device.split(":")[0]
+    if kind not in ("cpu", "cuda", "mps"):
+        fail(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
+    if kind == "cuda" and not torch.cuda.is_available():
+        fail("device 'cuda' requested but no CUDA GPU is available")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        fail("device 'mps' requested but MPS is not available")
+    return device
+
+
+Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder (holds groklab.sqlite).")]
+Device = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or mps (default: best).")]
+
+
+@app.command()
+def run(
+    out: Out,
+    task: Annotated[str, typer.Option(help="Task name (see `groklab list`).")] = "x_plus_y",
+    lr: Annotated[str, typer.Option(help="Configuration name or rates 'e,l,h'.")] = "baseline",
+    seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 1,
+    seed: Annotated[int, typer.Option(help="First seed; runs use seed..seed+seeds-1.")] = 0,
+    steps: Annotated[int, typer.Option(help="Update steps.")] = 7500,
+    p: Annotated[int, typer.Option("--p", help="Modulus for modular tasks.")] = 97,
+    k: Annotated[int, typer.Option("--k", help="k of S_k for permutation.")] = 5,
+    train_fraction: Annotated[float, typer.Option(help="Training fraction in (0, 1).")] = 0.5,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 512,
+    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.5,
+    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 50,
+    eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")] = 10,
+    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
+    optimizer: Annotated[str, typer.Option(help="adamw, adam or sgd.")] = "adamw",
+    device: Device = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Train seeds of one configuration (as one cohort) and record them in OUT."""
+    from groklab.api import make_specs
+    from groklab.engine import run_specs
+
+    for name, value in (("--train-fraction", train_fraction), ("--weight-decay", weight_decay)):
+        if not math.isfinite(value):
+            fail(f"{name} must be a finite number, got {value}")
+    check_out_dir(out)
+    dev = check_device(device)
+    try:
+        specs = make_specs(
+            lr=lr, seeds=seeds, seed=seed, task=task, steps=steps, p=p, k=k,
+            train_fraction=train_fraction, batch_size=batch_size, weight_decay=weight_decay,
+            warmup=warmup, eval_every=eval_every, precision=precision, optimizer=optimizer,
+        )
+    except ValidationError as e:
+        fail(describe(e))
+    except ValueError as e:
+        fail(str(e))
+    counts = run_specs(specs, out, device=dev, progress=progress)
+    typer.echo(f"{counts['trained']} run(s) trained, {counts['skipped']} already finished; "
+               f"store: {out}/groklab.sqlite", err=True)
+
+
+RESULT_COLUMNS = ["id", "task", "label", "seed", "status", "steps", "final_train_acc",
+                  "final_val_acc", "final_val_loss", "step_val_acc_99"]
+
+
+@app.command()
+def results(
+    path: Annotated[Path, typer.Argument(help="An output folder of `groklab run`.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of runs.")] = False,
+) -> None:
+    """List the runs recorded in PATH with their final metrics."""
+    from groklab.store import Store
+
+    try:
+        store = Store(path, create=False)
+    except FileNotFoundError as e:
+        fail(str(e))
+    with store:
+        runs = store.runs()
+    if as_json:
+        typer.echo(json.dumps(runs, indent=2))
+        return
+    if not runs:
+        typer.echo("no runs")
+        return
+    import pandas as pd
+
+    df = pd.DataFrame(runs)[RESULT_COLUMNS]
+    df["step_val_acc_99"] = df["step_val_acc_99"].map(lambda v: "—" if pd.isna(v) else int(v))
+    typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: typer without its multi-line error boxes."""
+    try:
+        rv = app(args=argv, prog_name="groklab", standalone_mode=False)
+    except InputError as e:
+        print(f"groklab: error: {e}", file=sys.stderr)
+        return 2
+    except UsageError as e:
+        print(f"groklab: error: {e.format_message()}", file=sys.stderr)  # type: ignore[attr-defined]
+        return 2
+    except (typer.Abort, typer.Exit) as e:
+        return getattr(e, "exit_code", 1)
+    except KeyboardInterrupt:
+        print("groklab: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return rv if isinstance(rv, int) else 0
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

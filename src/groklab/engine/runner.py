@@ -1,0 +1,76 @@
+"""Run a list of specs into a store: skip finished runs, group the rest into cohorts, train."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from groklab.engine.cohort import EvalRow, train_cohort
+from groklab.spec import RunSpec
+
+FLUSH_EVERY = 50  # evaluations between writes of live curves to the store
+
+
+def default_device() -> str:
+    """The best available device: cuda, then mps, then cpu."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def plan_cohorts(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:
+    """Unique specs grouped by cohort key, largest cohorts first."""
+    unique = list({s.run_id: s for s in specs}.values())
+    groups: dict[tuple, list[RunSpec]] = defaultdict(list)
+    for s in unique:
+        groups[s.cohort_key()].append(s)
+    return sorted(groups.values(), key=len, reverse=True)
+
+
+def run_specs(
+    specs: Sequence[RunSpec],
+    out: str | Path,
+    *,
+    device: str | None = None,
+    max_cohort: int | None = None,
+    progress: bool = True,
+) -> dict[str, int]:
+    """Train every spec not already finished in ``out``'s store. Returns run counts."""
+    from groklab.store import Store  # the store reads EvalRow from the engine
+
+    device = device or default_device()
+    with Store(out) as store:
+        cohorts = plan_cohorts(specs)
+        todo = [[s for s in c if store.status(s.run_id) != "finished"] for c in cohorts]
+        todo = [c for c in todo if c]
+        if max_cohort:
+            todo = [c[i : i + max_cohort] for c in todo for i in range(0, len(c), max_cohort)]
+        total = sum(len(c) for c in cohorts)
+        n_todo = sum(len(c) for c in todo)
+        for i, cohort in enumerate(todo, 1):
+            ids = [s.run_id for s in cohort]
+            store.begin(cohort, device)
+            pending: dict[str, list[EvalRow]] = {rid: [] for rid in ids}
+            evals = 0
+
+            def on_eval(step: int, rows: list[EvalRow], ids=ids, pending=pending) -> None:
+                nonlocal evals
+                for rid, row in zip(ids, rows, strict=True):
+                    pending[rid].append(row)
+                evals += 1
+                if evals % FLUSH_EVERY == 0:
+                    store.append(pending)
+                    for v in pending.values():
+                        v.clear()
+
+            t0 = time.perf_counter()
+            desc = f"[{i}/{len(todo)}] {cohort[0].task} ×{len(cohort)}"
+            curves = train_cohort(cohort, device, on_eval=on_eval, progress=progress, desc=desc)
+            store.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
+    return {"total": total, "trained": n_todo, "skipped": total - n_todo}

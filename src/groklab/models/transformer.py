@@ -1,0 +1,136 @@
+"""The paper's decoder-only Transformer (SPEC §3), written over stacked per-run parameters.
+
+Post-norm blocks ``x = LN(x + Attn(x)); x = LN(x + FFN(x))``, causal attention, GELU FFN, learned
+token + position embeddings, final LayerNorm and a linear head read at the last position.
+Weights are stored input-major (``[in, out]``) so a linear layer is ``x @ W``.
+
+The last block computes only what the prediction reads (ARCHITECTURE decision 5): keys and
+values for every position, but the query, attention output and FFN only at the last one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from groklab.models.base import GroupRules
+from groklab.models.stacked import embed, layer_norm, linear, uniform_
+
+
+@dataclass(frozen=True)
+class Transformer:
+    vocab_size: int
+    n_classes: int
+    seq_len: int
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    d_ff: int = 512
+    prune_last: bool = True
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        D, F_ = self.d_model, self.d_ff
+        out: dict[str, tuple[int, ...]] = {
+            "tok_emb": (self.vocab_size, D),
+            "pos_emb": (self.seq_len, D),
+        }
+        for i in range(self.n_layers):
+            out |= {
+                f"blocks.{i}.attn.qkv.weight": (D, 3 * D),
+                f"blocks.{i}.attn.qkv.bias": (3 * D,),
+                f"blocks.{i}.attn.proj.weight": (D, D),
+                f"blocks.{i}.attn.proj.bias": (D,),
+                f"blocks.{i}.ln1.weight": (D,),
+                f"blocks.{i}.ln1.bias": (D,),
+                f"blocks.{i}.ffn.fc.weight": (D, F_),
+                f"blocks.{i}.ffn.fc.bias": (F_,),
+                f"blocks.{i}.ffn.out.weight": (F_, D),
+                f"blocks.{i}.ffn.out.bias": (D,),
+                f"blocks.{i}.ln2.weight": (D,),
+                f"blocks.{i}.ln2.bias": (D,),
+            }
+        out |= {"ln_f.weight": (D,), "ln_f.bias": (D,), "head.weight": (D, self.n_classes),
+                "head.bias": (self.n_classes,)}
+        return out
+
+    def init(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """PyTorch defaults: N(0, 1) embeddings, U(±1/sqrt(fan_in)) linears, LN = (1, 0)."""
+        params: dict[str, torch.Tensor] = {}
+        shapes = self.shapes()
+        for name, shape in shapes.items():
+            t = torch.empty(shape)
+            if name.endswith("_emb"):
+                t.normal_(generator=generator)
+            elif ".ln" in name or name.startswith("ln_"):
+                t.fill_(1.0 if name.endswith("weight") else 0.0)
+            else:  # linear weight [in, out] or its bias: fan_in is the weight's first axis
+                fan_in = shapes[name.rsplit(".", 1)[0] + ".weight"][0]
+                uniform_(t, fan_in, generator)
+            params[name] = t
+        return params
+
+    def default_groups(self) -> GroupRules:
+        """embedding; lower = first half of the blocks; higher = the rest, final LN and head."""
+        lower = "|".join(str(i) for i in range(self.n_layers // 2 or 1))
+        return (
+            (r"^(tok_emb|pos_emb)$", "embedding"),
+            (rf"^blocks\.({lower})\.", "lower"),
+            (r".*", "higher"),
+        )
+
+    def forward(self, params: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+        T = tokens.shape[-1]
+        x = embed(params["tok_emb"], tokens) + params["pos_emb"][:, None, :T]
+        last = self.n_layers - 1
+        for i in range(last):
+            x = self._block(params, f"blocks.{i}.", x)
+        if self.prune_last:
+            h = self._last_block(params, f"blocks.{last}.", x)
+        else:
+            h = self._block(params, f"blocks.{last}.", x)[:, :, -1]
+        h = layer_norm(h, params["ln_f.weight"], params["ln_f.bias"])
+        return linear(h, params["head.weight"], params["head.bias"])
+
+    # -- blocks -----------------------------------------------------------------------------
+    def _heads(self, t: torch.Tensor) -> torch.Tensor:
+        """[R, B, T, D] -> [R, B, H, T, dh]"""
+        R, B, T, _ = t.shape
+        return t.view(R, B, T, self.n_heads, -1).transpose(2, 3)
+
+    def _ffn(self, P: dict[str, torch.Tensor], pre: str, x: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(linear(x, P[pre + "ffn.fc.weight"], P[pre + "ffn.fc.bias"]))
+        return linear(h, P[pre + "ffn.out.weight"], P[pre + "ffn.out.bias"])
+
+    def _block(self, P: dict[str, torch.Tensor], pre: str, x: torch.Tensor) -> torch.Tensor:
+        R, B, T, D = x.shape
+        q, k, v = linear(x, P[pre + "attn.qkv.weight"], P[pre + "attn.qkv.bias"]).split(D, -1)
+        q, k, v = self._heads(q), self._heads(k), self._heads(v)
+        scores = (q @ k.transpose(-1, -2)) / math.sqrt(D // self.n_heads)
+        causal = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
+        att = scores.masked_fill(causal, float("-inf")).softmax(-1)
+        a = (att @ v).transpose(2, 3).reshape(R, B, T, D)
+        a = linear(a, P[pre + "attn.proj.weight"], P[pre + "attn.proj.bias"])
+        x = layer_norm(x + a, P[pre + "ln1.weight"], P[pre + "ln1.bias"])
+        return layer_norm(x + self._ffn(P, pre, x), P[pre + "ln2.weight"], P[pre + "ln2.bias"])
+
+    def _last_block(self, P: dict[str, torch.Tensor], pre: str, x: torch.Tensor) -> torch.Tensor:
+        """The block at the last position only: [R, B, T, D] -> [R, B, D]."""
+        R, B, T, D = x.shape
+        H, dh = self.n_heads, D // self.n_heads
+        w, b = P[pre + "attn.qkv.weight"], P[pre + "attn.qkv.bias"]
+        kv = linear(x, w[:, :, D:], b[:, D:])  # [R, B, T, 2D]
+        x_last = x[:, :, -1]
+        q = linear(x_last, w[:, :, :D], b[:, :D]).view(R, B, H, 1, dh)
+        k, v = self._heads(kv[..., :D]), self._heads(kv[..., D:])  # [R, B, H, T, dh]
+        att = ((q @ k.transpose(-1, -2)) / math.sqrt(dh)).softmax(-1)  # [R, B, H, 1, T]
+        a = (att @ v).view(R, B, D)
+        a = linear(a, P[pre + "attn.proj.weight"], P[pre + "attn.proj.bias"])
+        h = layer_norm(x_last + a, P[pre + "ln1.weight"], P[pre + "ln1.bias"])
+        return layer_norm(h + self._ffn(P, pre, h), P[pre + "ln2.weight"], P[pre + "ln2.bias"])

@@ -1,0 +1,84 @@
+"""Task data, the task registry and the seeded train/validation split."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+
+# Symbol tokens come first in every vocabulary (SPEC §2); group elements follow.
+OP_TOKEN = 0
+EQ_TOKEN = 1
+N_SYMBOLS = 2
+
+
+class TaskError(ValueError):
+    """An impossible task setting (composite p for division, k < 2, ...)."""
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """A whole task table: ``inputs[i]`` is a token sequence, ``targets[i]`` its class id."""
+
+    name: str
+    inputs: torch.Tensor  # [N, T] int64 token ids
+    targets: torch.Tensor  # [N] int64 class ids in 0..n_classes-1
+    vocab_size: int
+    n_classes: int
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.inputs.shape[1])
+
+    def __len__(self) -> int:
+        return int(self.inputs.shape[0])
+
+
+TaskBuilder = Callable[..., TaskData]
+_REGISTRY: dict[str, TaskBuilder] = {}
+
+
+def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
+    """Decorator: register ``builder(p=..., k=...) -> TaskData`` under ``name``."""
+
+    def wrap(builder: TaskBuilder) -> TaskBuilder:
+        _REGISTRY[name] = builder
+        return builder
+
+    return wrap
+
+
+def task_names() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+@lru_cache(maxsize=32)
+def build_task(name: str, *, p: int = 97, k: int = 5) -> TaskData:
+    """Build task ``name`` (cached); builders take the settings they need from ``p`` and ``k``."""
+    if name not in _REGISTRY:
+        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
+    return _REGISTRY[name](p=p, k=k)
+
+
+def binary_task(name: str, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, n: int) -> TaskData:
+    """Encode ``a ∘ b = c`` over ``n`` group elements as ``[a, op, b, =] -> c`` (SPEC §2)."""
+    a, b = a.long(), b.long()
+    op = torch.full_like(a, OP_TOKEN)
+    eq = torch.full_like(a, EQ_TOKEN)
+    inputs = torch.stack([a + N_SYMBOLS, op, b + N_SYMBOLS, eq], dim=1)
+    return TaskData(name, inputs, c.long(), vocab_size=n + N_SYMBOLS, n_classes=n)
+
+
+def split_indices(
+    n: int, fraction: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded random split of ``range(n)`` into (train, validation) by ``fraction``."""
+    if not 0.0 < fraction < 1.0:
+        raise TaskError(f"training fraction must lie strictly between 0 and 1, got {fraction}")
+    n_train = int(fraction * n)
+    if n_train < 1 or n_train >= n:
+        raise TaskError(f"training fraction {fraction} leaves an empty split of {n} examples")
+    perm = torch.randperm(n, generator=generator)
+    return perm[:n_train], perm[n_train:]
