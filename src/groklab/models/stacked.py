@@ -20,7 +20,9 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> t
     return y.view(*shape[:-1], w.shape[-1])
 
 
-def layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+def layer_norm(
+    x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
     """LayerNorm over the last axis with per-run affine ``w, b`` of shape ``[R, D]``."""
     y = F.layer_norm(x, x.shape[-1:], eps=eps)
     view = (w.shape[0],) + (1,) * (x.dim() - 2) + (w.shape[-1],)

@@ -98,6 +98,27 @@ class Transformer:
         h = layer_norm(h, params["ln_f.weight"], params["ln_f.bias"])
         return linear(h, params["head.weight"], params["head.bias"])
 
+    def forward_flops(self, n_examples: int) -> int:
+        """Matmul FLOPs (2·m·n·k each) of ``forward`` on ``n_examples`` sequences of seq_len.
+
+        Counted from the shapes actually computed: full blocks do every position (scores for
+        the whole T×T square, masked afterwards); the pruned last block does keys/values for
+        all positions but query, scores, attention output, projection and FFN for the last
+        one only. Element-wise work (LayerNorm, GELU, softmax) is not counted.
+        """
+        T, D, F_, C = self.seq_len, self.d_model, self.d_ff, self.n_classes
+        full = 2 * T * D * 3 * D + 2 * 2 * T * T * D + 2 * T * D * D + 2 * 2 * T * D * F_
+        if self.prune_last:
+            last = 2 * T * D * 2 * D + 2 * D * D + 2 * 2 * T * D + 2 * D * D + 2 * 2 * D * F_
+        else:
+            last = full
+        per_example = (self.n_layers - 1) * full + last + 2 * D * C
+        return n_examples * per_example
+
+    def train_step_flops(self, batch: int) -> int:
+        """Forward + backward (each matmul's backward costs two matmuls of its size)."""
+        return 3 * self.forward_flops(batch)
+
     # -- blocks -----------------------------------------------------------------------------
     def _heads(self, t: torch.Tensor) -> torch.Tensor:
         """[R, B, T, D] -> [R, B, H, T, dh]"""

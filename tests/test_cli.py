@@ -1,0 +1,104 @@
+"""The `groklab` command end to end: real training, the store, resume and bad input."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+
+import pytest
+from conftest import GROKLAB, groklab, results_json
+
+# A small modular task that groks within a few hundred steps on a CPU (p = 23, α = 0.8).
+SMALL = ["--task", "x_plus_y", "--p", "23", "--train-fraction", "0.8", "--batch-size", "128",
+         "--no-progress"]
+
+
+def test_small_task_groks_and_second_invocation_runs_nothing(tmp_path):
+    out = tmp_path / "demo"
+    args = ["run", *SMALL, "--lr", "3e-3", "--weight-decay", "1.0", "--steps", "1200",
+            "--seeds", "1", "--out", str(out)]
+    first = groklab(*args)
+    assert "1 run(s) trained" in first.stderr
+    (run,) = results_json(out)
+    assert run["status"] == "finished" and run["task"] == "x_plus_y" and run["seed"] == 0
+    assert run["final_val_acc"] > 0.99
+    assert run["step_val_acc_99"] is not None and run["step_val_acc_99"] <= run["steps"]
+    db = sqlite3.connect(out / "groklab.sqlite")
+    n = db.execute("SELECT COUNT(*) FROM curves WHERE run_id=?", (run["id"],)).fetchone()[0]
+    assert n == run["steps"] // 10
+    again = groklab(*args)
+    assert "0 run(s) trained, 1 already finished" in again.stderr
+    assert results_json(out) == [run]
+    table = groklab("results", str(out)).stdout
+    assert run["id"] in table and "finished" in table
+
+
+def test_killed_run_resumes_without_duplicate_rows(tmp_path):
+    out = tmp_path / "killed"
+    args = ["run", *SMALL, "--steps", "3000", "--eval-every", "1", "--out", str(out)]
+    proc = subprocess.Popen([*GROKLAB, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    db_path = out / "groklab.sqlite"
+    deadline = time.time() + 120
+    rows = 0
+    while time.time() < deadline and rows < 100:  # live curve rows are flushed as it trains
+        time.sleep(0.5)
+        if db_path.exists():
+            try:
+                rows = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM curves").fetchone()[0]
+            except sqlite3.OperationalError:
+                rows = 0
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 100 <= rows < 3000, "the run should have been killed part-way"
+    (run,) = results_json(out)
+    assert run["status"] == "running" and run["final_val_acc"] is None
+
+    groklab(*args)
+    (run,) = results_json(out)
+    assert run["status"] == "finished"
+    db = sqlite3.connect(db_path)
+    steps = [s for (s,) in db.execute("SELECT step FROM curves WHERE run_id=? ORDER BY step",
+                                      (run["id"],))]
+    assert steps == list(range(1, 3001))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--task", "x_times_y"], "unknown task"),
+        (["--lr", "fast"], "neither a configuration"),
+        (["--lr", "1e-3,0,1e-3"], "positive"),
+        (["--steps", "ten"], "--steps"),
+        (["--steps", "-5"], "steps"),
+        (["--task", "x_div_y", "--p", "91"], "prime"),
+        (["--task", "permutation", "--k", "1"], "k"),
+        (["--train-fraction", "1.0"], "train_fraction"),
+        (["--batch-size", "0"], "batch_size"),
+        (["--seeds", "0"], "seeds"),
+        (["--device", "tpu"], "unknown device"),
+        (["--precision", "fp8"], "precision"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):
+    out = tmp_path / "never"
+    proc = groklab("run", "--out", str(out), *args, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("groklab: error:") and message in lines[0]
+    assert not out.exists()
+
+
+def test_output_path_that_is_a_file_is_refused(tmp_path):
+    f = tmp_path / "file.txt"
+    f.write_text("keep me")
+    proc = groklab("run", "--out", str(f), check=False)
+    assert proc.returncode == 2 and "not a folder" in proc.stderr
+    assert f.read_text() == "keep me"
+
+
+def test_results_of_missing_store_is_an_error(tmp_path):
+    proc = groklab("results", str(tmp_path / "nothing"), check=False)
+    assert proc.returncode == 2 and "no groklab store" in proc.stderr
+    assert not (tmp_path / "nothing").exists()
