@@ -16,17 +16,22 @@ SMALL = ["--task", "x_plus_y", "--p", "23", "--train-fraction", "0.8", "--batch-
 
 def test_small_task_groks_and_second_invocation_runs_nothing(tmp_path):
     out = tmp_path / "demo"
-    args = ["run", *SMALL, "--lr", "3e-3", "--weight-decay", "1.0", "--steps", "1200",
+    args = ["run", *SMALL, "--lr", "3e-3", "--weight-decay", "1.0", "--steps", "1000",
             "--seeds", "1", "--out", str(out)]
     first = groklab(*args)
     assert "1 run(s) trained" in first.stderr
     (run,) = results_json(out)
     assert run["status"] == "finished" and run["task"] == "x_plus_y" and run["seed"] == 0
-    assert run["final_val_acc"] > 0.99
-    assert run["step_val_acc_99"] is not None and run["step_val_acc_99"] <= run["steps"]
+    assert run["lr"] == [3e-3, 3e-3, 3e-3] and run["final_train_acc"] > 0.99
+    # It groks: validation accuracy passes 99 % (small tasks may wobble after grokking, so
+    # the final value is not the criterion) and the store records the step it happened.
+    reached = run["step_val_acc_99"]
+    assert reached is not None and 10 <= reached <= 1000
     db = sqlite3.connect(out / "groklab.sqlite")
-    n = db.execute("SELECT COUNT(*) FROM curves WHERE run_id=?", (run["id"],)).fetchone()[0]
-    assert n == run["steps"] // 10
+    curve = dict(db.execute("SELECT step, val_acc FROM curves WHERE run_id=?", (run["id"],)))
+    assert sorted(curve) == list(range(10, 1001, 10))
+    assert curve[reached] > 0.99 and all(curve[s] <= 0.99 for s in curve if s < reached)
+    assert curve[10] < 0.5  # it did not start out generalising
     again = groklab(*args)
     assert "0 run(s) trained, 1 already finished" in again.stderr
     assert results_json(out) == [run]

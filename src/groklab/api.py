@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,21 +13,34 @@ from groklab.optim.groups import parse_lr
 from groklab.spec import RunSpec
 from groklab.store import Store
 
+LrChoice = str | tuple[float, float, float]
 
-def make_specs(*, lr: str | tuple[float, float, float] = "baseline", seeds: int = 1,
+
+def make_specs(*, lr: LrChoice | Sequence[LrChoice] = "baseline", seeds: int = 1,
                seed: int = 0, **settings: Any) -> list[RunSpec]:
-    """Specs for seeds ``seed .. seed+seeds-1``; ``lr`` is a configuration name or a triple.
+    """Specs for every lr choice × seeds ``seed .. seed+seeds-1``.
 
+    ``lr`` is a configuration name, a triple (embedding, lower, higher), or a list of those.
     Any other RunSpec field (task, p, steps, weight_decay, ...) may be given as a keyword.
     """
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
-    if isinstance(lr, str):
-        name, rates = parse_lr(lr)
-    else:
-        name, rates = settings.pop("lr_name", None), tuple(lr)
-    return [RunSpec(lr=rates, lr_name=name, seed=s, **settings)
-            for s in range(seed, seed + seeds)]
+    choices = [lr] if isinstance(lr, str) or _is_triple(lr) else list(lr)
+    specs = []
+    for choice in choices:
+        if isinstance(choice, str):
+            name, rates = parse_lr(choice)
+        else:
+            name, rates = settings.get("lr_name"), tuple(choice)
+        extra = {k: v for k, v in settings.items() if k != "lr_name"}
+        specs += [RunSpec(lr=rates, lr_name=name, seed=s, **extra)
+                  for s in range(seed, seed + seeds)]
+    return specs
+
+
+def _is_triple(lr: object) -> bool:
+    return isinstance(lr, tuple | list) and len(lr) == 3 and all(
+        isinstance(x, int | float) for x in lr)
 
 
 def run(out: str | Path, *, device: str | None = None, progress: bool = True,

@@ -65,7 +65,8 @@ Device = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or mps (defa
 def run(
     out: Out,
     task: Annotated[str, typer.Option(help="Task name (see `groklab list`).")] = "x_plus_y",
-    lr: Annotated[str, typer.Option(help="Configuration name or rates 'e,l,h'.")] = "baseline",
+    lr: Annotated[list[str] | None, typer.Option(
+        help="Configuration name or rates 'e,l,h'; repeat to train several together.")] = None,
     seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 1,
     seed: Annotated[int, typer.Option(help="First seed; runs use seed..seed+seeds-1.")] = 0,
     steps: Annotated[int, typer.Option(help="Update steps.")] = 7500,
@@ -81,7 +82,7 @@ def run(
     device: Device = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Train seeds of one configuration (as one cohort) and record them in OUT."""
+    """Train seeds of one or more lr configurations (batched as one cohort) into OUT."""
     from groklab.api import make_specs
     from groklab.engine import run_specs
 
@@ -92,7 +93,7 @@ def run(
     dev = check_device(device)
     try:
         specs = make_specs(
-            lr=lr, seeds=seeds, seed=seed, task=task, steps=steps, p=p, k=k,
+            lr=lr or ["baseline"], seeds=seeds, seed=seed, task=task, steps=steps, p=p, k=k,
             train_fraction=train_fraction, batch_size=batch_size, weight_decay=weight_decay,
             warmup=warmup, eval_every=eval_every, precision=precision, optimizer=optimizer,
         )
@@ -134,6 +135,38 @@ def results(
     df = pd.DataFrame(runs)[RESULT_COLUMNS]
     df["step_val_acc_99"] = df["step_val_acc_99"].map(lambda v: "—" if pd.isna(v) else int(v))
     typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+
+
+@app.command()
+def bench(
+    device: Device = None,
+    precision: Annotated[str, typer.Option(help="Comma-separated: fp32,bf16.")] = "fp32,bf16",
+    cohorts: Annotated[str, typer.Option(help="Comma-separated cohort sizes.")] = "1,4",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Time training steps of the reference configuration against the measured matmul peak."""
+    from groklab.bench import DTYPES, run_bench
+
+    dev = check_device(device)
+    precisions = [s.strip() for s in precision.split(",") if s.strip()]
+    if not precisions or any(p not in DTYPES for p in precisions):
+        fail(f"--precision {precision!r}: use fp32, bf16 or fp32,bf16")
+    try:
+        sizes = [int(s) for s in cohorts.split(",")]
+    except ValueError:
+        fail(f"--cohorts {cohorts!r}: use comma-separated positive integers")
+    if not sizes or min(sizes) < 1:
+        fail(f"--cohorts {cohorts!r}: use comma-separated positive integers")
+    import torch
+
+    rows = run_bench(dev, precisions, sizes)
+    if as_json:
+        typer.echo(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                               "rows": rows}, indent=2))
+        return
+    import pandas as pd
+
+    typer.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,98 @@
+"""Training speed against the device's own measured matmul peak (``groklab bench``).
+
+For the reference configuration (x_div_y, p 97, batch 512, evaluation every 10 steps over the
+whole validation split) and each precision and cohort size: ms per training step with
+evaluation amortised, the model FLOPs per step (``Transformer.forward_flops``: matmuls counted
+from the shapes actually computed), the achieved GFLOP/s, and the dense matmul throughput of
+the same device and precision measured in the same process just before, so that the fraction
+of peak is a ratio of two measurements taken side by side.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+
+from groklab.engine.cohort import train_cohort
+from groklab.models import build_model
+from groklab.spec import RunSpec
+from groklab.tasks import build_task
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def matmul_peak(device: str | torch.device, precision: str, repeats: int = 5) -> float:
+    """Dense square matmul throughput in GFLOP/s (median of ``repeats``, after a warm-up)."""
+    device = torch.device(device)
+    n = 1024 if device.type == "cpu" else 8192
+    a = torch.randn(n, n, device=device).to(DTYPES[precision])
+    b = torch.randn(n, n, device=device).to(DTYPES[precision])
+    inner = 4 if device.type == "cpu" else 20
+    times = []
+    for i in range(repeats + 1):
+        _sync(device)
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            torch.mm(a, b)
+        _sync(device)
+        if i:  # the first pass is warm-up
+            times.append((time.perf_counter() - t0) / inner)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+@dataclass
+class BenchRow:
+    device: str
+    precision: str
+    cohort: int
+    ms_per_step: float
+    runs_steps_per_s: float
+    gflop_per_step: float
+    achieved_gflops: float
+    peak_gflops: float
+    fraction_of_peak: float
+    ideal_ms_per_step: float  # model FLOPs / measured peak
+
+
+def reference_specs(cohort: int, precision: str, steps: int) -> list[RunSpec]:
+    return [RunSpec(task="x_div_y", p=97, batch_size=512, eval_every=10, steps=steps,
+                    precision=precision, seed=s) for s in range(cohort)]
+
+
+def step_flops(spec: RunSpec) -> float:
+    """Model FLOPs of one training step per run, evaluation over the val split amortised."""
+    task = build_task(spec.task, p=spec.p, k=spec.k)
+    model = build_model(spec, task)
+    n_val = len(task) - int(spec.train_fraction * len(task))
+    return model.train_step_flops(spec.batch_size) + model.forward_flops(n_val) / spec.eval_every
+
+
+def bench_training(device: str, precision: str, cohort: int, windows: int = 6) -> BenchRow:
+    """Median time of ``windows`` evaluation windows (10 steps + 1 eval), after 2 warm-up ones."""
+    warm = 2
+    specs = reference_specs(cohort, precision, steps=(warm + windows) * 10)
+    peak = matmul_peak(device, precision)  # measured just before, in the same process
+    stamps: list[float] = []
+    train_cohort(specs, device, on_eval=lambda *_: stamps.append(time.perf_counter()),
+                 progress=False)
+    per_window = [b - a for a, b in zip(stamps[warm - 1 : -1], stamps[warm:], strict=True)]
+    ms = statistics.median(per_window) / 10 * 1000
+    flops = step_flops(specs[0]) * cohort
+    achieved = flops / (ms / 1000) / 1e9
+    return BenchRow(device, precision, cohort, ms, cohort * 1000 / ms, flops / 1e9, achieved,
+                    peak, achieved / peak, flops / peak / 1e6)
+
+
+def run_bench(device: str, precisions: list[str], cohorts: list[int]) -> list[dict]:
+    """Every (precision, cohort) pair; the peak is re-measured next to each timing."""
+    return [asdict(bench_training(device, p, r)) for p in precisions for r in cohorts]
