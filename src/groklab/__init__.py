@@ -5,14 +5,22 @@ Quick tour::
     import groklab
     df = groklab.run("runs/demo", task="x_plus_y", lr="layerwise", seeds=3, steps=1500)
     groklab.results("runs/demo")
+    groklab.study("paper-table1", out="runs/t1", steps=500, seeds=1)  # summary DataFrame
+    groklab.report("runs/t1")  # report.md, report.html, figures/*.png
+
+Note: ``groklab.report`` is the function; the subpackage is reached with
+``from groklab.report import tables`` (which reads it from ``sys.modules``).
 """
 
-from groklab.api import make_specs, results, run
+import groklab.report as _report_package  # noqa: F401  (loaded before the name is rebound)
+from groklab.api import make_specs, report, results, run, study
 from groklab.engine import run_specs, train_cohort
 from groklab.optim.groups import LR_CONFIGS
 from groklab.spec import RunSpec
 from groklab.store import Store
+from groklab.studies import Study, get_study, preset_names
 from groklab.tasks import build_task, register_task, task_names
 
-__all__ = ["LR_CONFIGS", "RunSpec", "Store", "build_task", "make_specs", "register_task",
-           "results", "run", "run_specs", "task_names", "train_cohort"]
+__all__ = ["LR_CONFIGS", "RunSpec", "Store", "Study", "build_task", "get_study", "make_specs",
+           "preset_names", "register_task", "report", "results", "run", "run_specs", "study",
+           "task_names", "train_cohort"]

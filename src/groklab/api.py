@@ -10,8 +10,10 @@ import pandas as pd
 
 from groklab.engine import run_specs
 from groklab.optim.groups import parse_lr
+from groklab.report import ReportFiles, summary_table, write_report
 from groklab.spec import RunSpec
 from groklab.store import Store
+from groklab.studies import Study, get_study, run_study
 
 LrChoice = str | tuple[float, float, float]
 
@@ -55,3 +57,25 @@ def results(out: str | Path) -> pd.DataFrame:
     """One row per run in ``out``'s store: spec fields, status and final metrics."""
     with Store(out, create=False) as store:
         return pd.DataFrame(store.runs())
+
+
+def study(study: str | Path | Study, out: str | Path | None = None, *,
+          steps: int | None = None, seeds: int | None = None,
+          tasks: Sequence[str] | None = None, device: str | None = None,
+          progress: bool = True) -> pd.DataFrame:
+    """Run a built-in study (by name), a study file (``.toml``) or a ``Study`` into ``out``
+    (default ``runs/<study name>``), resuming what is finished; return its summary table:
+    one row per task and configuration with mean and stderr of each metric over seeds.
+    """
+    definition = study if isinstance(study, Study) else get_study(study)
+    if steps is not None or seeds is not None or tasks is not None:
+        definition = definition.with_overrides(steps=steps, seeds=seeds, tasks=tasks)
+    out = Path(out) if out is not None else Path("runs") / definition.name
+    run_study(definition, out, device=device, progress=progress)
+    table = summary_table(out)
+    return table[table["study"] == definition.name].reset_index(drop=True)
+
+
+def report(path: str | Path) -> ReportFiles:
+    """Write ``report.md``, ``report.html``, ``summary.csv`` and ``figures/`` into ``path``."""
+    return write_report(path)

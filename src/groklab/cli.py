@@ -137,6 +137,76 @@ def results(
     typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
+# -- studies and reports --------------------------------------------------------------------
+
+
+@app.command("list")
+def list_() -> None:
+    """List the tasks, the named lr configurations and the built-in studies."""
+    from groklab.optim.groups import LR_CONFIGS
+    from groklab.studies import preset, preset_names
+    from groklab.tasks import task_names
+
+    typer.echo("tasks:\n  " + ", ".join(task_names()))
+    typer.echo("lr configurations (embedding, lower, higher):")
+    for name, rates in LR_CONFIGS.items():
+        typer.echo(f"  {name:<10} " + ", ".join(f"{r:g}" for r in rates))
+    typer.echo("studies (groklab study NAME --out DIR; or a .toml file of your own):")
+    for name in preset_names():
+        s = preset(name)
+        typer.echo(f"  {name:<15} {len(s.expand()):>3} runs  {s.description}")
+
+
+@app.command()
+def study(
+    name: Annotated[str, typer.Argument(
+        metavar="STUDY", help="A built-in study (see `groklab list`) or a .toml study file.")],
+    out: Out,
+    steps: Annotated[int | None, typer.Option(help="Override every run's update steps.")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Override the number of seeds.")] = None,
+    tasks: Annotated[str | None, typer.Option(
+        help="Comma-separated tasks that replace the study's.")] = None,
+    device: Device = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run a study's unfinished runs into OUT, cohort by cohort (resumes where it stopped)."""
+    from groklab.studies import StudyError, get_study, run_study
+
+    task_list = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
+    if task_list == []:
+        fail("--tasks: give one or more task names separated by commas")
+    try:
+        definition = get_study(name)
+        if steps is not None or seeds is not None or task_list is not None:
+            definition = definition.with_overrides(steps=steps, seeds=seeds, tasks=task_list)
+    except StudyError as e:
+        fail(str(e))
+    check_out_dir(out)
+    dev = check_device(device)
+    n = len(definition.expand())
+    typer.echo(f"study {definition.name}: {n} run(s) into {out}", err=True)
+    counts = run_study(definition, out, device=dev, progress=progress)
+    typer.echo(f"{counts['trained']} run(s) trained, {counts['skipped']} already finished; "
+               f"next: groklab report {out}", err=True)
+
+
+@app.command()
+def report(
+    path: Annotated[Path, typer.Argument(help="An output folder of `groklab study` or `run`.")],
+) -> None:
+    """Write PATH/report.md, PATH/report.html, PATH/summary.csv and PATH/figures/*.png."""
+    from groklab.report import write_report
+
+    if not (path / "groklab.sqlite").is_file():
+        fail(f"no groklab store in {path} (expected {path / 'groklab.sqlite'})")
+    files = write_report(path)
+    typer.echo(f"{files.markdown}\n{files.html}\n{files.csv}\n{len(files.figures)} figure(s) "
+               f"in {path / 'figures'}")
+
+
+# -- end of studies and reports ----------------------------------------------------------------
+
+
 @app.command()
 def bench(
     device: Device = None,

@@ -1,9 +1,12 @@
 """The run store: one SQLite file per output folder, the single source of truth for reports.
 
-Tables: ``runs`` (id = hash of the spec, the spec as JSON, label, status, final metrics) and
-``curves`` (one row per run and evaluated step). Every write is one transaction: a killed
-process leaves a run either finished or unfinished; an unfinished run's partial curve is
-dropped when it is started again, so a resumed run never holds duplicate rows.
+Tables: ``runs`` (id = hash of the spec, the spec as JSON, label, status, final metrics),
+``curves`` (one row per run and evaluated step), ``studies`` (a study's definition, the
+environment it ran in, its accumulated wall time) and ``study_runs`` (which runs belong to a
+study, under which configuration label: the same run can serve two studies under two labels).
+Every write is one transaction: a killed process leaves a run either finished or
+unfinished; an unfinished run's partial curve is dropped when it is started again, so a
+resumed run never holds duplicate rows.
 """
 
 from __future__ import annotations
@@ -40,6 +43,21 @@ CREATE TABLE IF NOT EXISTS curves (
     step INTEGER NOT NULL,
     train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL,
     PRIMARY KEY (run_id, step)
+);
+CREATE TABLE IF NOT EXISTS studies (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,          -- JSON: settings, grid, variants, seeds, overrides
+    environment TEXT NOT NULL,         -- JSON: device, software versions of the last invocation
+    wall_s REAL NOT NULL DEFAULT 0,    -- summed over invocations (a resumed study adds up)
+    created REAL,
+    updated REAL
+);
+CREATE TABLE IF NOT EXISTS study_runs (
+    study TEXT NOT NULL REFERENCES studies(name),
+    pos INTEGER NOT NULL,              -- the run's place in the study's expansion order
+    run_id TEXT NOT NULL,
+    label TEXT NOT NULL,               -- the configuration, as the report's columns show it
+    PRIMARY KEY (study, run_id)
 );
 """
 
@@ -109,6 +127,28 @@ class Store:
                     (now, wall_s, *(m[k] for k in FINAL_METRICS), run_id),
                 )
 
+    def record_study(self, name: str, definition: dict[str, Any], environment: dict[str, Any],
+                     members: Sequence[tuple[str, str]]) -> None:
+        """Create or update study ``name`` with its (run id, label) members, atomically."""
+        now = time.time()
+        with self.db:
+            self.db.execute(
+                "INSERT INTO studies (name, definition, environment, created, updated) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+                "definition=excluded.definition, environment=excluded.environment, "
+                "updated=excluded.updated",
+                (name, json.dumps(definition), json.dumps(environment), now, now),
+            )
+            self.db.execute("DELETE FROM study_runs WHERE study=?", (name,))
+            self.db.executemany("INSERT INTO study_runs VALUES (?, ?, ?, ?)",
+                                [(name, i, rid, label) for i, (rid, label) in enumerate(members)])
+
+    def add_study_time(self, name: str, wall_s: float) -> None:
+        """Add an invocation's wall time to study ``name``."""
+        with self.db:
+            self.db.execute("UPDATE studies SET wall_s = wall_s + ?, updated = ? WHERE name=?",
+                            (wall_s, time.time(), name))
+
     def _insert_rows(self, rows: dict[str, Sequence[EvalRow]]) -> None:
         self.db.executemany(
             "INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?)",
@@ -135,3 +175,15 @@ class Store:
             "SELECT step, train_loss, train_acc, val_loss, val_acc FROM curves "
             "WHERE run_id=? ORDER BY step", (run_id,))
         return [EvalRow(*r) for r in rows]
+
+    def studies(self) -> list[dict[str, Any]]:
+        """Every recorded study: name, definition, environment, wall time, in creation order."""
+        rows = self.db.execute("SELECT * FROM studies ORDER BY created, name").fetchall()
+        return [{**dict(r), "definition": json.loads(r["definition"]),
+                 "environment": json.loads(r["environment"])} for r in rows]
+
+    def study_members(self, name: str) -> list[tuple[str, str]]:
+        """(run id, configuration label) of study ``name``'s runs, in expansion order."""
+        rows = self.db.execute("SELECT run_id, label FROM study_runs WHERE study=? ORDER BY pos",
+                               (name,))
+        return [(r["run_id"], r["label"]) for r in rows]

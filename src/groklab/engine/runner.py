@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from groklab.engine.cohort import EvalRow, train_cohort
 from groklab.spec import RunSpec
@@ -40,8 +41,13 @@ def run_specs(
     device: str | None = None,
     max_cohort: int | None = None,
     progress: bool = True,
+    overall: bool = False,
 ) -> dict[str, int]:
-    """Train every spec not already finished in ``out``'s store. Returns run counts."""
+    """Train every spec not already finished in ``out``'s store. Returns run counts.
+
+    ``overall`` adds a bar over all runs (runs done, current cohort, ETA) above the
+    per-cohort bar: what a study of many cohorts shows.
+    """
     from groklab.store import Store  # the store reads EvalRow from the engine
 
     device = device or default_device()
@@ -53,17 +59,21 @@ def run_specs(
             todo = [c[i : i + max_cohort] for c in todo for i in range(0, len(c), max_cohort)]
         total = sum(len(c) for c in cohorts)
         n_todo = sum(len(c) for c in todo)
+        bar = _overall_bar(n_todo, enabled=progress and overall and n_todo > 0)
+        done = 0
         for i, cohort in enumerate(todo, 1):
             ids = [s.run_id for s in cohort]
             store.begin(cohort, device)
             pending: dict[str, list[EvalRow]] = {rid: [] for rid in ids}
             evals = 0
 
-            def on_eval(step: int, rows: list[EvalRow], ids=ids, pending=pending) -> None:
+            def on_eval(step: int, rows: list[EvalRow], ids=ids, pending=pending,
+                        base=done, steps=cohort[0].steps) -> None:
                 nonlocal evals
                 for rid, row in zip(ids, rows, strict=True):
                     pending[rid].append(row)
                 evals += 1
+                _advance(bar, base + len(ids) * step / steps)
                 if evals % FLUSH_EVERY == 0:
                     store.append(pending)
                     for v in pending.values():
@@ -71,6 +81,24 @@ def run_specs(
 
             t0 = time.perf_counter()
             desc = f"[{i}/{len(todo)}] {cohort[0].task} ×{len(cohort)}"
+            bar.set_description_str(f"runs, cohort {desc}")
             curves = train_cohort(cohort, device, on_eval=on_eval, progress=progress, desc=desc)
             store.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
+            done += len(cohort)
+            _advance(bar, done)
+        bar.close()
     return {"total": total, "trained": n_todo, "skipped": total - n_todo}
+
+
+def _overall_bar(n_runs: int, *, enabled: bool) -> tqdm:
+    """A bar counting runs (advanced fractionally at every evaluation, so the ETA moves)."""
+    return tqdm(total=n_runs, desc="runs", unit="run", disable=not enabled, position=0,
+                dynamic_ncols=True,
+                bar_format="{desc}: {n:.1f}/{total} |{bar}| {elapsed}<{remaining}")
+
+
+def _advance(bar: tqdm, runs_done: float) -> None:
+    """Set the overall bar to ``runs_done`` (redrawn at tqdm's own pace)."""
+    if not bar.disable:
+        bar.n = min(runs_done, bar.total)
+        bar.update(0)

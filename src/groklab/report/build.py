@@ -1,0 +1,141 @@
+"""Assemble a store's report: report.md, a self-contained report.html, figures/, summary.csv."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from groklab.report.data import StudyData, load_studies
+from groklab.report.document import Block, Code, Figure, Heading, Paragraph, Table, to_markdown
+from groklab.report.html import to_html
+from groklab.report.tables import METRICS, censored_note, summarize, wide
+from groklab.spec import RunSpec
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    html: Path
+    csv: Path
+    figures: list[Path]
+
+
+def summary_table(path: str | Path) -> pd.DataFrame:
+    """Every study's summary (one row per study, task and configuration) from ``path``'s store."""
+    parts = [summarize(s.runs).assign(study=s.name) for s in load_studies(path)]
+    frame = pd.concat(parts, ignore_index=True)
+    return frame[["study", *[c for c in frame.columns if c != "study"]]]
+
+
+def write_report(path: str | Path) -> ReportFiles:
+    """Write the report of every study in ``path``'s store into ``path``."""
+    root = Path(path)
+    studies = load_studies(root)
+    (root / "figures").mkdir(exist_ok=True)
+    blocks: list[Block] = [
+        Heading(f"groklab report: {root.resolve().name}", 1),
+        Paragraph(f"Store `{root / 'groklab.sqlite'}`; written "
+                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}. Cells: mean ± standard error over "
+                  "seeds (sample standard deviation / √n)."),
+    ]
+    pngs: list[Path] = []
+    for study in studies:
+        section, made = _study_section(study, root)
+        blocks += section
+        pngs += made
+    csv = root / "summary.csv"
+    summary_table(root).to_csv(csv, index=False)
+    md = root / "report.md"
+    md.write_text(to_markdown(blocks), encoding="utf-8")
+    page = root / "report.html"
+    page.write_text(to_html(blocks, root, f"groklab report: {root.name}"), encoding="utf-8")
+    return ReportFiles(md, page, csv, pngs)
+
+
+def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path]]:
+    blocks: list[Block] = [Heading(f"Study `{study.name}`")]
+    if study.definition and study.definition.get("description"):
+        blocks.append(Paragraph(study.definition["description"]))
+    blocks.append(Paragraph(_counts(study)))
+    summary = summarize(study.runs)
+    if summary.empty:
+        return blocks + [Paragraph("No finished runs yet.")], []
+    for metric, (title, _) in METRICS.items():
+        note = censored_note(summary) if metric == "step_val_acc_99" else None
+        blocks.append(Table(wide(summary, metric), title, note))
+    made = _figures(study, root)
+    blocks.append(Heading("Figures", 3))
+    blocks += [Figure(str(p.relative_to(root)), caption) for p, caption in made]
+    blocks += _settings(study)
+    return blocks, [p for p, _ in made]
+
+
+def _counts(study: StudyData) -> str:
+    finished = len(study.finished)
+    unfinished = len(study.runs) - finished
+    text = f"{finished} finished run(s)"
+    if unfinished or study.pending:
+        text += (f"; {unfinished + study.pending} not finished (run the study again to "
+                 "resume; tables and figures show finished runs only)")
+    return text + "."
+
+
+def _figures(study: StudyData, root: Path) -> list[tuple[Path, str]]:
+    from groklab.report import figures  # matplotlib loads only when figures are drawn
+
+    curves = study.curves
+    palette = figures.colors(list(dict.fromkeys(study.finished["config"])))
+    slug = _slug(study.name)
+    made = [(figures.grid_figure(curves, f"{study.name}: validation accuracy",
+                                 root / "figures" / f"{slug}-val_acc.png", palette),
+             "Validation accuracy against steps, every task (mean ± stderr over seeds)")]
+    for task, part in curves.groupby("task", sort=False):
+        path = root / "figures" / f"{slug}-{_slug(str(task))}.png"
+        made.append((figures.task_figure(part, f"{study.name}: {task}", path, palette),
+                     f"{task}: train (dashed) and validation (solid) loss and accuracy"))
+    return made
+
+
+def _settings(study: StudyData) -> list[Block]:
+    blocks: list[Block] = [Heading("Settings", 3)]
+    fields = [c for c in RunSpec.model_fields if c in study.runs.columns and c != "lr_name"]
+    cells = study.runs[fields].map(lambda v: json.dumps(v) if isinstance(v, list) else v)
+    common = {c: study.runs[c].iloc[0] for c in fields if cells[c].nunique(dropna=False) == 1}
+    varying = [c for c in fields if c not in common]
+    blocks.append(Paragraph("Common to every run: " + ", ".join(
+        f"`{k} = {_show(v)}`" for k, v in common.items()) + "."))
+    if varying:
+        blocks.append(Paragraph("Varying: " + ", ".join(f"`{k}`" for k in varying) + "."))
+    if study.definition:
+        blocks += [Paragraph("Study definition as run:"),
+                   Code(json.dumps(study.definition, indent=2))]
+    env = study.environment
+    if env:
+        versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())
+        blocks.append(Paragraph(f"Device: `{env['device']}` ({env['device_name']}, "
+                                f"{env['torch_threads']} torch threads), {env['platform']}. "
+                                f"Software: {versions}."))
+    train_s = _training_seconds(study.finished)
+    wall = f"wall time {study.wall_s:.0f} s over all invocations; " if study.wall_s else ""
+    blocks.append(Paragraph(f"Time: {wall}training time {train_s:.0f} s (sum over cohorts)."))
+    return blocks
+
+
+def _training_seconds(runs: pd.DataFrame) -> float:
+    """Runs of one cohort share start time and wall time: count each cohort once."""
+    if runs.empty:
+        return 0.0
+    return float(runs.drop_duplicates(["started", "wall_s"])["wall_s"].sum())
+
+
+def _show(v: object) -> str:
+    return f"{v:g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, list) else str(v)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", text)

@@ -1,0 +1,91 @@
+"""Figures (SPEC §8): curves against steps, one line per configuration, ±stderr bands."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+DPI = 110
+STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
+         "axes.grid": True, "grid.alpha": 0.3}
+
+
+def colors(configs: list[str]) -> dict[str, tuple]:
+    """One stable colour per configuration, in study order."""
+    cmap = plt.get_cmap("tab10")
+    return {c: cmap(i % 10) for i, c in enumerate(configs)}
+
+
+def band(curves: pd.DataFrame, column: str) -> pd.DataFrame:
+    """Per (config, step): mean and stderr over seeds (stderr 0 for a single seed)."""
+    g = curves.groupby(["config", "step"], sort=False)[column]
+    out = g.agg(["mean", "std", "count"]).reset_index()
+    out["se"] = (out["std"] / np.sqrt(out["count"])).fillna(0.0)
+    return out
+
+
+def _plot(ax: plt.Axes, curves: pd.DataFrame, column: str, palette: dict, style: str) -> None:
+    stats = band(curves, column)
+    for config, s in stats.groupby("config", sort=False):
+        c = palette[config]
+        ax.plot(s["step"], s["mean"], style, color=c, lw=1.6)
+        ax.fill_between(s["step"], s["mean"] - s["se"], s["mean"] + s["se"], color=c, alpha=0.2,
+                        lw=0)
+
+
+def _legend(fig: plt.Figure, palette: dict, styles: bool) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=c, lw=2, label=name) for name, c in palette.items()]
+    if styles:
+        handles += [Line2D([], [], color="0.3", ls="-", label="validation"),
+                    Line2D([], [], color="0.3", ls="--", label="train")]
+    fig.legend(handles=handles, loc="outside right center", frameon=False)
+
+
+def task_figure(curves: pd.DataFrame, title: str, path: Path, palette: dict) -> Path:
+    """Train (dashed) and validation (solid) loss (log scale) and accuracy for one task."""
+    with plt.rc_context(STYLE):
+        fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
+        for ax, metric, name in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
+            _plot(ax, curves, f"train_{metric}", palette, "--")
+            _plot(ax, curves, f"val_{metric}", palette, "-")
+            ax.set_xlabel("step")
+            ax.set_ylabel(name)
+        ax_loss.set_yscale("log", nonpositive="clip")
+        ax_acc.set_ylim(-0.02, 1.02)
+        fig.suptitle(title)
+        _legend(fig, palette, styles=True)
+        fig.savefig(path, dpi=DPI)
+        plt.close(fig)
+    return path
+
+
+def grid_figure(curves: pd.DataFrame, title: str, path: Path, palette: dict) -> Path:
+    """Validation accuracy against steps, one panel per task."""
+    tasks = list(dict.fromkeys(curves["task"]))
+    ncols = min(2, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols + 1.6, 3.4 * nrows),
+                                 squeeze=False, sharey=True, layout="constrained")
+        for ax, task in zip(axes.flat, tasks, strict=False):
+            _plot(ax, curves[curves["task"] == task], "val_acc", palette, "-")
+            ax.set_title(task)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel("step")
+            ax.set_ylabel("validation accuracy")
+        for ax in list(axes.flat)[len(tasks):]:
+            ax.set_visible(False)
+        fig.suptitle(title)
+        _legend(fig, palette, styles=False)
+        fig.savefig(path, dpi=DPI)
+        plt.close(fig)
+    return path

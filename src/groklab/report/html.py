@@ -1,0 +1,65 @@
+"""Render report blocks as one self-contained HTML page: images embedded, no server needed."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+
+from groklab.report.document import Block, Code, Figure, Heading, Paragraph, Table, table_rows
+
+CSS = """
+body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 0.5em 0; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.7em; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+thead th { background: #f2f2f2; }
+caption { font-weight: bold; text-align: left; padding-bottom: 0.3em; }
+figure { margin: 1em 0; } figure img { max-width: 100%; }
+figcaption { color: #555; font-style: italic; }
+pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+def _inline(text: str) -> str:
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _table(b: Table) -> str:
+    header, body = table_rows(b.frame)
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                   for row in body)
+    caption = f"<caption>{html.escape(b.caption)}</caption>" if b.caption else ""
+    note = f'<p class="note">{html.escape(b.note)}</p>' if b.note else ""
+    return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{note}"
+
+
+def _figure(b: Figure, root: Path) -> str:
+    data = base64.b64encode((root / b.path).read_bytes()).decode("ascii")
+    alt = html.escape(b.caption)
+    return (f'<figure><img alt="{alt}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{alt}</figcaption></figure>")
+
+
+def to_html(blocks: list[Block], root: Path, title: str) -> str:
+    """One HTML page; figures are read from ``root`` and embedded as base64 PNG."""
+    parts = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+        elif isinstance(b, Paragraph):
+            parts.append(f"<p>{_inline(b.text)}</p>")
+        elif isinstance(b, Table):
+            parts.append(_table(b))
+        elif isinstance(b, Figure):
+            parts.append(_figure(b, root))
+        elif isinstance(b, Code):
+            parts.append(f"<pre>{html.escape(b.text)}</pre>")
+    body = "\n".join(parts)
+    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n"
+            f"<body>\n{body}\n</body></html>\n")

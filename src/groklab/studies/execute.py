@@ -1,0 +1,54 @@
+"""Run a study into a store: record what it is, then train its unfinished runs by cohort."""
+
+from __future__ import annotations
+
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from groklab.engine import default_device, run_specs
+from groklab.store import Store
+from groklab.studies.study import Study
+
+SOFTWARE = ("groklab", "torch", "numpy", "pandas", "pydantic")
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Where and with what a study ran: device, its name, software versions, platform."""
+    import torch
+
+    name = platform.processor() or platform.machine()
+    if device.startswith("cuda") and torch.cuda.is_available():
+        name = torch.cuda.get_device_name(torch.device(device))
+    versions = {"python": sys.version.split()[0]}
+    for pkg in SOFTWARE:
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    return {"device": device, "device_name": name, "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(), "versions": versions}
+
+
+def run_study(study: Study, out: str | Path, *, device: str | None = None,
+              progress: bool = True) -> dict[str, int]:
+    """Train ``study``'s runs into ``out``, skipping finished ones; returns run counts.
+
+    The study's definition and membership are recorded first, so an interrupted study can be
+    reported (its finished runs) and resumed by running it again.
+    """
+    runs = study.expand()
+    device = device or default_device()
+    with Store(out) as store:
+        store.record_study(study.name, study.definition(), environment(device),
+                           [(r.spec.run_id, r.label) for r in runs])
+    t0 = time.perf_counter()
+    try:
+        return run_specs([r.spec for r in runs], out, device=device, progress=progress,
+                         overall=True)
+    finally:
+        with Store(out) as store:
+            store.add_study_time(study.name, time.perf_counter() - t0)

@@ -1,0 +1,151 @@
+"""A short study end to end: run, interrupt, resume, report (tables, PNGs, HTML)."""
+
+import base64
+import sqlite3
+
+import pytest
+from conftest import groklab
+from PIL import Image
+
+import groklab as gl
+from groklab.engine import runner
+from groklab.report import load_studies
+from groklab.store import Store
+
+STUDY = """
+name = "tiny"
+description = "Two tasks, two configurations, two seeds."
+seeds = 2
+
+[settings]
+p = 23
+train_fraction = 0.8
+batch_size = 64
+steps = 60
+eval_every = 10
+weight_decay = 1.0
+
+[grid]
+task = ["x_plus_y", "x_minus_y"]
+
+[variants.baseline]
+lr = "baseline"
+
+[variants.fast]
+lr = 3e-3
+"""
+
+
+@pytest.fixture
+def study_file(tmp_path):
+    path = tmp_path / "tiny.toml"
+    path.write_text(STUDY)
+    return path
+
+
+def interrupt_second_cohort(monkeypatch):
+    """Let the first cohort finish; stop the second after three evaluations (a Ctrl-C)."""
+    real = runner.train_cohort
+    calls = []
+
+    def flaky(specs, device, *, on_eval, **kw):
+        calls.append(len(specs))
+        if len(calls) == 1:
+            return real(specs, device, on_eval=on_eval, **kw)
+
+        def stop(step, rows):
+            on_eval(step, rows)
+            if step == 30:
+                raise KeyboardInterrupt
+
+        return real(specs, device, on_eval=stop, **kw)
+
+    monkeypatch.setattr(runner, "train_cohort", flaky)
+    return calls
+
+
+def test_study_interrupt_resume_report(tmp_path, study_file, monkeypatch):
+    out = tmp_path / "runs"
+    calls = interrupt_second_cohort(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        gl.study(study_file, out=out, device="cpu", progress=False)
+    assert calls == [4, 4]
+    statuses = [r["status"] for r in gl.results(out).to_dict("records")]
+    assert sorted(statuses) == ["finished"] * 4 + ["running"] * 4
+    (partial,) = load_studies(out)  # an interrupted study can already be reported
+    assert len(partial.finished) == 4 and partial.pending == 0
+    assert "4 not finished" in (gl.report(out).markdown.read_text())
+
+    monkeypatch.undo()
+    table = gl.study(study_file, out=out, device="cpu", progress=False)
+    assert sorted(r["status"] for r in gl.results(out).to_dict("records")) == ["finished"] * 8
+    db = sqlite3.connect(out / "groklab.sqlite")
+    per_run = db.execute("SELECT run_id, COUNT(*), MIN(step), MAX(step) FROM curves "
+                         "GROUP BY run_id").fetchall()
+    assert len(per_run) == 8 and {r[1:] for r in per_run} == {(6, 10, 60)}  # no duplicates
+    assert list(table["task"]) == ["x_plus_y", "x_plus_y", "x_minus_y", "x_minus_y"]
+    assert list(table["config"]) == ["baseline", "fast"] * 2
+    assert set(table["n"]) == {2} and table["final_val_acc_mean"].between(0, 1).all()
+    with Store(out, create=False) as store:
+        (recorded,) = store.studies()
+        assert recorded["name"] == "tiny" and recorded["wall_s"] > 0
+        assert recorded["environment"]["device"] == "cpu"
+        assert len(store.study_members("tiny")) == 8
+
+    again = groklab("study", str(study_file), "--out", str(out), "--no-progress")
+    assert "0 run(s) trained, 8 already finished" in again.stderr
+    proc = groklab("report", str(out))
+    assert "report.html" in proc.stdout
+    check_report(out)
+
+
+def check_report(out):
+    md = (out / "report.md").read_text()
+    for title in ("Final validation accuracy", "Steps to 99 % validation accuracy",
+                  "Final validation loss"):
+        assert f"**{title}**\n\n| task | baseline | fast |" in md
+    acc = md.split("**Final validation accuracy**")[1].split("**Steps")[0]
+    rows = [line.split(" | ")[0].strip("| ") for line in acc.strip().splitlines()[2:]]
+    assert rows == ["x_plus_y", "x_minus_y"]
+    assert "8 finished run(s)." in md and "not finished" not in md
+    assert "python 3." in md and "torch 2." in md and "Device: `cpu`" in md
+    assert "wall time" in md and '"p": 23' in md
+    pngs = sorted((out / "figures").glob("*.png"))
+    assert [p.name for p in pngs] == ["tiny-val_acc.png", "tiny-x_minus_y.png",
+                                      "tiny-x_plus_y.png"]
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and page.count("<img ") == 3
+    assert "src=\"figures/" not in page  # self-contained: nothing to fetch
+    for png in pngs:
+        assert f"]({png.relative_to(out)})" in md
+        assert base64.b64encode(png.read_bytes()).decode() in page
+        with Image.open(png) as img:
+            img.verify()
+        with Image.open(png) as img:
+            assert img.format == "PNG" and 900 <= img.width <= 2000 and 350 <= img.height <= 1500
+    csv = (out / "summary.csv").read_text().splitlines()
+    assert csv[0].startswith("study,task,config,n,steps,censored,") and len(csv) == 5
+
+
+def test_cli_overrides_and_a_store_without_studies(tmp_path, study_file):
+    out = tmp_path / "quick"
+    groklab("study", str(study_file), "--out", str(out), "--steps", "20", "--seeds", "1",
+            "--tasks", "x_div_y", "--device", "cpu", "--no-progress")
+    runs = gl.results(out)
+    rows = runs[["task", "label", "steps", "seed"]].itertuples(index=False, name=None)
+    assert sorted(rows) == [
+        ("x_div_y", "baseline", 20, 0), ("x_div_y", "fast", 20, 0)]
+
+    plain = tmp_path / "plain"  # `groklab run` records no study: the report still works
+    gl.run(plain, task="x_plus_y", p=11, steps=20, batch_size=32, lr=["baseline", "layerwise"],
+           progress=False, device="cpu")
+    files = gl.report(plain)
+    md = files.markdown.read_text()
+    assert "## Study `runs`" in md and "| task | baseline | layerwise |" in md
+    assert len(files.figures) == 2 and all(p.is_file() for p in files.figures)
+
+
+def test_report_of_a_missing_store_is_an_error(tmp_path):
+    proc = groklab("report", str(tmp_path / "none"), check=False)
+    assert proc.returncode == 2 and "no groklab store" in proc.stderr
+    assert not (tmp_path / "none").exists()
