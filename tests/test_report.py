@@ -131,6 +131,8 @@ def test_cli_overrides_and_a_store_without_studies(tmp_path, study_file):
     out = tmp_path / "quick"
     groklab("study", str(study_file), "--out", str(out), "--steps", "20", "--seeds", "1",
             "--tasks", "x_div_y", "--device", "cpu", "--no-progress")
+    assert "Run with overrides: `steps = 20`; `task = x_div_y`; seeds 0." in (
+        gl.report(out).markdown.read_text())
     runs = gl.results(out)
     rows = runs[["task", "label", "steps", "seed"]].itertuples(index=False, name=None)
     assert sorted(rows) == [

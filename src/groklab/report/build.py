@@ -59,8 +59,14 @@ def write_report(path: str | Path) -> ReportFiles:
 
 def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path]]:
     blocks: list[Block] = [Heading(f"Study `{study.name}`")]
-    if study.definition and study.definition.get("description"):
-        blocks.append(Paragraph(study.definition["description"]))
+    definition = study.definition or {}
+    if definition.get("description"):
+        blocks.append(Paragraph(definition["description"]))
+    if definition.get("overrides"):
+        changed = "; ".join(f"`{k} = {', '.join(map(_show, v))}`"
+                            for k, v in definition["overrides"].items())
+        seeds = ", ".join(map(str, definition["seeds"]))
+        blocks.append(Paragraph(f"Run with overrides: {changed}; seeds {seeds}."))
     blocks.append(Paragraph(_counts(study)))
     summary = summarize(study.runs)
     if summary.empty:
