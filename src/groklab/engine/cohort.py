@@ -154,6 +154,22 @@ def train_cohort(
     return curves
 
 
+# On a CPU, evaluation goes through the split in slices of about this many sequences (summed
+# over the cohort): activations then stay a few MiB, so the allocator reuses warm memory. One
+# pass over a 4,656-example split allocates 38 MiB per FFN activation, which glibc serves
+# with fresh pages every time; measured on 2 cores, x_div_y p=97: 211 ms per evaluation in
+# one pass, 97 ms in slices of 512 (the matmuls alone need 68 ms at the measured peak).
+CPU_EVAL_SEQUENCES = 1024
+# On an accelerator one pass is fastest; slices only bound its memory.
+GPU_EVAL_SEQUENCES = 1 << 18
+
+
+def eval_chunk(n_runs: int, device: torch.device) -> int:
+    """Examples per run in one evaluation slice."""
+    budget = CPU_EVAL_SEQUENCES if device.type == "cpu" else GPU_EVAL_SEQUENCES
+    return max(1, budget // n_runs)
+
+
 @torch.no_grad()
 def evaluate(
     model: object,
@@ -163,7 +179,20 @@ def evaluate(
     device: torch.device,
     precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Loss and accuracy of every run on its whole split in one forward pass -> [R], [R]."""
+    """Loss and accuracy of every run on its whole split -> [R], [R].
+
+    The split (``x`` ``[R, n, T]``, ``y`` ``[R, n]``) is taken in slices of ``eval_chunk``
+    examples; the means are weighted by slice size, so the result is that of one pass.
+    """
+    R, n = y.shape
+    chunk = eval_chunk(R, device)
+    loss = torch.zeros(R, device=y.device)
+    acc = torch.zeros(R, device=y.device)
     with _autocast(device, precision):
-        logits = model.forward(views, x)  # type: ignore[attr-defined]
-    return loss_and_correct(logits, y)
+        for i in range(0, n, chunk):
+            logits = model.forward(views, x[:, i : i + chunk])  # type: ignore[attr-defined]
+            l_i, a_i = loss_and_correct(logits, y[:, i : i + chunk])
+            w = logits.shape[1] / n
+            loss += l_i * w
+            acc += a_i * w
+    return loss, acc
