@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from groklab.engine.host import keep_freed_memory
 from groklab.engine.params import FlatParams
 from groklab.models import build_model
 from groklab.optim import assign_groups, make_optimizer
@@ -98,6 +99,8 @@ def train_cohort(
     if any(s.cohort_key() != s0.cohort_key() for s in specs):
         raise ValueError("a cohort's runs must share task, model shape and schedule length")
     device = torch.device(device)
+    if device.type == "cpu":
+        keep_freed_memory()
     R, B = len(specs), s0.batch_size
 
     task = build_task(s0.task, p=s0.p, k=s0.k)
