@@ -60,6 +60,7 @@ def matmul_peak(device: str | torch.device, precision: str, repeats: int = 7) ->
 class BenchRow:
     device: str
     precision: str
+    compiled: bool
     cohort: int
     ms_per_step: float
     runs_steps_per_s: float
@@ -83,22 +84,29 @@ def step_flops(spec: RunSpec) -> float:
     return model.train_step_flops(spec.batch_size) + model.forward_flops(n_val) / spec.eval_every
 
 
-def bench_training(device: str, precision: str, cohort: int, windows: int = 6) -> BenchRow:
-    """Median time of ``windows`` evaluation windows (10 steps + 1 eval), after 2 warm-up ones."""
-    warm = 2
+def bench_training(device: str, precision: str, cohort: int, windows: int = 10,
+                   compile: bool = False) -> BenchRow:
+    """Median time of ``windows`` evaluation windows (10 steps + 1 eval), after warm-up ones.
+
+    The warm-up windows hold the compile when ``compile`` is set (the shapes of training,
+    evaluation and its last slice are all met in the first window).
+    """
+    warm = 3 if compile else 2
     specs = reference_specs(cohort, precision, steps=(warm + windows) * 10)
     peak = matmul_peak(device, precision)  # measured just before, in the same process
     stamps: list[float] = []
     train_cohort(specs, device, on_eval=lambda *_: stamps.append(time.perf_counter()),
-                 progress=False)
+                 progress=False, compile=compile)
     per_window = [b - a for a, b in zip(stamps[warm - 1 : -1], stamps[warm:], strict=True)]
     ms = statistics.median(per_window) / 10 * 1000
     flops = step_flops(specs[0]) * cohort
     achieved = flops / (ms / 1000) / 1e9
-    return BenchRow(device, precision, cohort, ms, cohort * 1000 / ms, flops / 1e9, achieved,
-                    peak, achieved / peak, flops / peak / 1e6)
+    return BenchRow(device, precision, compile, cohort, ms, cohort * 1000 / ms, flops / 1e9,
+                    achieved, peak, achieved / peak, flops / peak / 1e6)
 
 
-def run_bench(device: str, precisions: list[str], cohorts: list[int]) -> list[dict]:
+def run_bench(device: str, precisions: list[str], cohorts: list[int],
+              compile: bool = False) -> list[dict]:
     """Every (precision, cohort) pair; the peak is re-measured next to each timing."""
-    return [asdict(bench_training(device, p, r)) for p in precisions for r in cohorts]
+    return [asdict(bench_training(device, p, r, compile=compile))
+            for p in precisions for r in cohorts]

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from groklab.engine.host import keep_freed_memory
 from groklab.engine.params import FlatParams
-from groklab.models import build_model
+from groklab.models import CohortModel, build_model
 from groklab.optim import assign_groups, make_optimizer
 from groklab.optim.groups import GROUPS
 from groklab.spec import RunSpec
@@ -64,7 +64,10 @@ class BatchStream:
         if self.pos == SAMPLE_CHUNK:
             draws = [torch.randint(self.n, (SAMPLE_CHUNK, self.batch), generator=g)
                      for g in self.gens]
-            self.buf = torch.stack(draws, 1).to(self.device, non_blocking=True)
+            host = torch.stack(draws, 1)
+            if self.device.type == "cuda":  # a copy from pageable memory would sync the stream
+                host = host.pin_memory()
+            self.buf = host.to(self.device, non_blocking=True)
             self.pos = 0
         self.pos += 1
         return self.buf[self.pos - 1]
@@ -84,6 +87,28 @@ def loss_and_correct(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
     return loss.view(R, B).mean(1), acc
 
 
+# (params, tokens [R, B, T], targets [R, B]) -> per-run (mean loss, accuracy), each [R]
+LossFn = Callable[[dict[str, torch.Tensor], torch.Tensor, torch.Tensor],
+                  tuple[torch.Tensor, torch.Tensor]]
+
+
+def make_loss_fn(model: CohortModel, device: torch.device, precision: str = "fp32",
+                 compile: bool = False) -> LossFn:
+    """Forward (under autocast for bf16) and the per-run loss, optionally ``torch.compile``d.
+
+    Compiling fuses the element-wise work around the matmuls (bias, GELU, LayerNorm, softmax)
+    into a few loops; training and evaluation each compile once per shape, so it pays off on
+    long runs, not on short ones (numbers: README, Speed).
+    """
+
+    def loss_fn(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor):  # noqa: ANN202
+        with _autocast(device, precision):
+            logits = model.forward(params, x)
+        return loss_and_correct(logits, y)
+
+    return torch.compile(loss_fn) if compile else loss_fn
+
+
 def train_cohort(
     specs: Sequence[RunSpec],
     device: str | torch.device = "cpu",
@@ -91,8 +116,13 @@ def train_cohort(
     on_eval: EvalCallback | None = None,
     progress: bool = True,
     desc: str | None = None,
+    compile: bool = False,
 ) -> list[list[EvalRow]]:
-    """Train every spec (all with one cohort key) together; return each run's curve."""
+    """Train every spec (all with one cohort key) together; return each run's curve.
+
+    ``compile`` runs the forward and loss through ``torch.compile`` (same results to float
+    rounding; worth its compile time on runs of thousands of steps).
+    """
     if not specs:
         return []
     s0 = specs[0]
@@ -121,7 +151,7 @@ def train_cohort(
     opt = make_optimizer(s0.optimizer, params.flat, base_lr, specs)
     grad = torch.empty_like(params.flat)
     stream = BatchStream([g["batch"] for g in gens], train_idx.shape[1], B, device)
-    autocast = _autocast(device, s0.precision)
+    loss_fn = make_loss_fn(model, device, s0.precision, compile)
 
     curves: list[list[EvalRow]] = [[] for _ in specs]
     sum_loss = torch.zeros(R, device=device)
@@ -131,16 +161,14 @@ def train_cohort(
                unit="step", dynamic_ncols=True, leave=False)
     for step in range(1, s0.steps + 1):
         rows = train_idx.gather(1, stream.next())  # [R, B] indices into the table
-        with autocast:
-            logits = model.forward(params.views, inputs[rows])
-        loss, acc = loss_and_correct(logits, targets[rows])
+        loss, acc = loss_fn(params.views, inputs[rows], targets[rows])
         grads = torch.autograd.grad(loss.sum(), leaves)
         opt.step(params.flatten_grads(grads, grad))
         sum_loss += loss.detach()
         sum_acc += acc
         seen += 1
         if step % s0.eval_every == 0 or step == s0.steps:
-            val_loss, val_acc = evaluate(model, params.views, val_x, val_y, device, s0.precision)
+            val_loss, val_acc = evaluate(loss_fn, params.views, val_x, val_y, device)
             stats = torch.stack([sum_loss / seen, sum_acc / seen, val_loss, val_acc], 1).tolist()
             new = [EvalRow(step, *row) for row in stats]
             for curve, row in zip(curves, new, strict=True):
@@ -175,12 +203,11 @@ def eval_chunk(n_runs: int, device: torch.device) -> int:
 
 @torch.no_grad()
 def evaluate(
-    model: object,
-    views: dict[str, torch.Tensor],
+    loss_fn: LossFn,
+    params: dict[str, torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
     device: torch.device,
-    precision: str = "fp32",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Loss and accuracy of every run on its whole split -> [R], [R].
 
@@ -191,11 +218,9 @@ def evaluate(
     chunk = eval_chunk(R, device)
     loss = torch.zeros(R, device=y.device)
     acc = torch.zeros(R, device=y.device)
-    with _autocast(device, precision):
-        for i in range(0, n, chunk):
-            logits = model.forward(views, x[:, i : i + chunk])  # type: ignore[attr-defined]
-            l_i, a_i = loss_and_correct(logits, y[:, i : i + chunk])
-            w = logits.shape[1] / n
-            loss += l_i * w
-            acc += a_i * w
+    for i in range(0, n, chunk):
+        l_i, a_i = loss_fn(params, x[:, i : i + chunk], y[:, i : i + chunk])
+        w = min(chunk, n - i) / n
+        loss += l_i * w
+        acc += a_i * w
     return loss, acc

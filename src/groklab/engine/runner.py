@@ -42,11 +42,12 @@ def run_specs(
     max_cohort: int | None = None,
     progress: bool = True,
     overall: bool = False,
+    compile: bool = False,
 ) -> dict[str, int]:
     """Train every spec not already finished in ``out``'s store. Returns run counts.
 
     ``overall`` adds a bar over all runs (runs done, current cohort, ETA) above the
-    per-cohort bar: what a study of many cohorts shows.
+    per-cohort bar: what a study of many cohorts shows. ``compile``: see ``train_cohort``.
     """
     from groklab.store import Store  # the store reads EvalRow from the engine
 
@@ -82,7 +83,8 @@ def run_specs(
             t0 = time.perf_counter()
             desc = f"[{i}/{len(todo)}] {cohort[0].task} ×{len(cohort)}"
             bar.set_description_str(f"runs, cohort {desc}")
-            curves = train_cohort(cohort, device, on_eval=on_eval, progress=progress, desc=desc)
+            curves = train_cohort(cohort, device, on_eval=on_eval, progress=progress, desc=desc,
+                                  compile=compile)
             store.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
             done += len(cohort)
             _advance(bar, done)

@@ -34,7 +34,7 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def run_study(study: Study, out: str | Path, *, device: str | None = None,
-              progress: bool = True) -> dict[str, int]:
+              progress: bool = True, compile: bool = False) -> dict[str, int]:
     """Train ``study``'s runs into ``out``, skipping finished ones; returns run counts.
 
     The study's definition and membership are recorded first, so an interrupted study can be
@@ -48,7 +48,7 @@ def run_study(study: Study, out: str | Path, *, device: str | None = None,
     t0 = time.perf_counter()
     try:
         return run_specs([r.spec for r in runs], out, device=device, progress=progress,
-                         overall=True)
+                         overall=True, compile=compile)
     finally:
         with Store(out) as store:
             store.add_study_time(study.name, time.perf_counter() - t0)
