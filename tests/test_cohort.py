@@ -44,3 +44,24 @@ def test_train_metrics_average_batches_since_last_eval():
         mean = sum(r.train_loss for r in window) / 10
         assert abs(row.train_loss - mean) < 1e-5
         assert abs(row.val_loss - fine[row.step - 1].val_loss) < 1e-5
+
+
+def test_evaluation_in_slices_equals_one_pass(monkeypatch):
+    from groklab.engine import cohort
+    from groklab.engine.params import FlatParams
+    from groklab.models import Transformer
+
+    m = Transformer(vocab_size=25, n_classes=23, seq_len=4)
+    views = FlatParams.stack([m.init(torch.Generator().manual_seed(s)) for s in range(3)],
+                             torch.device("cpu")).views
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 25, (3, 203, 4), generator=g)
+    y = torch.randint(0, 23, (3, 203), generator=g)
+    loss_fn = cohort.make_loss_fn(m, torch.device("cpu"))
+    monkeypatch.setattr(cohort, "CPU_EVAL_SEQUENCES", 10_000)
+    whole = cohort.evaluate(loss_fn, views, x, y, torch.device("cpu"))
+    monkeypatch.setattr(cohort, "CPU_EVAL_SEQUENCES", 3 * 50)  # slices of 50, 50, 50, 50, 3
+    assert cohort.eval_chunk(3, torch.device("cpu")) == 50
+    sliced = cohort.evaluate(loss_fn, views, x, y, torch.device("cpu"))
+    for a, b in zip(whole, sliced, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

@@ -189,7 +189,7 @@ def train_cohort(
 # over the cohort): activations then stay a few MiB, so the allocator reuses warm memory. One
 # pass over a 4,656-example split allocates 38 MiB per FFN activation, which glibc serves
 # with fresh pages every time; measured on 2 cores, x_div_y p=97: 211 ms per evaluation in
-# one pass, 97 ms in slices of 512 (the matmuls alone need 68 ms at the measured peak).
+# one pass, 97 ms in slices of 512 (the matmuls alone need 53-68 ms at the measured peak).
 CPU_EVAL_SEQUENCES = 1024
 # On an accelerator one pass is fastest; slices only bound its memory.
 GPU_EVAL_SEQUENCES = 1 << 18
