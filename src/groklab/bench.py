@@ -15,6 +15,7 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
+from tqdm.auto import tqdm
 
 from groklab.engine.cohort import train_cohort
 from groklab.models import build_model
@@ -106,7 +107,12 @@ def bench_training(device: str, precision: str, cohort: int, windows: int = 10,
 
 
 def run_bench(device: str, precisions: list[str], cohorts: list[int],
-              compile: bool = False) -> list[dict]:
+              compile: bool = False, progress: bool = False) -> list[dict]:
     """Every (precision, cohort) pair; the peak is re-measured next to each timing."""
-    return [asdict(bench_training(device, p, r, compile=compile))
-            for p in precisions for r in cohorts]
+    pairs = [(p, r) for p in precisions for r in cohorts]
+    rows = []
+    with tqdm(pairs, desc="bench", unit="config", disable=not progress, leave=False) as bar:
+        for p, r in bar:
+            bar.set_postfix_str(f"{p}, cohort {r}")
+            rows.append(asdict(bench_training(device, p, r, compile=compile)))
+    return rows

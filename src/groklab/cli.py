@@ -219,6 +219,7 @@ def bench(
     cohorts: Annotated[str, typer.Option(help="Comma-separated cohort sizes.")] = "1,4",
     compile: Compile = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar (on stderr).")] = True,
 ) -> None:
     """Time training steps of the reference configuration against the measured matmul peak."""
     from groklab.bench import DTYPES, run_bench
@@ -235,7 +236,7 @@ def bench(
         fail(f"--cohorts {cohorts!r}: use comma-separated positive integers")
     import torch
 
-    rows = run_bench(dev, precisions, sizes, compile=compile)
+    rows = run_bench(dev, precisions, sizes, compile=compile, progress=progress)
     if as_json:
         typer.echo(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
                                "rows": rows}, indent=2))

@@ -1,0 +1,50 @@
+"""`groklab bench`: the figures it prints are consistent with each other (no timing asserted)."""
+
+import json
+
+import pytest
+
+from groklab.bench import bench_training, matmul_peak, reference_specs, step_flops
+from groklab.models import Transformer
+
+
+def test_step_flops_is_training_plus_amortised_evaluation():
+    spec = reference_specs(1, "fp32", steps=10)[0]
+    model = Transformer(vocab_size=99, n_classes=97, seq_len=4)
+    n_val = 97 * 96 - int(0.5 * 97 * 96)  # x_div_y: b runs over 1..p-1
+    expected = model.train_step_flops(512) + model.forward_flops(n_val) / 10
+    assert step_flops(spec) == expected
+
+
+def test_bench_row_figures_agree():
+    assert matmul_peak("cpu", "fp32", repeats=1) > 0
+    row = bench_training("cpu", "fp32", cohort=2, windows=1)
+    assert row.cohort == 2 and row.precision == "fp32" and not row.compiled
+    flops = row.gflop_per_step * 1e9
+    assert flops == pytest.approx(2 * step_flops(reference_specs(1, "fp32", 10)[0]))
+    assert row.achieved_gflops == pytest.approx(flops / (row.ms_per_step / 1000) / 1e9)
+    assert row.fraction_of_peak == pytest.approx(row.achieved_gflops / row.peak_gflops)
+    assert row.ideal_ms_per_step == pytest.approx(flops / row.peak_gflops / 1e6)
+    assert row.runs_steps_per_s == pytest.approx(2000 / row.ms_per_step)
+
+
+def test_cli_bench_json(cli):
+    proc = cli("bench", "--device", "cpu", "--precision", "fp32", "--cohorts", "1", "--json",
+               "--no-progress")
+    out = json.loads(proc.stdout)
+    (row,) = out["rows"]
+    assert row["device"] == "cpu" and row["cohort"] == 1 and row["ms_per_step"] > 0
+    assert isinstance(out["torch"], str) and out["threads"] >= 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--precision", "fp8"], "--precision"),
+    (["--cohorts", "0"], "--cohorts"),
+    (["--cohorts", "two"], "--cohorts"),
+    (["--device", "tpu"], "unknown device"),
+])
+def test_cli_bench_bad_input(cli, args, message):
+    proc = cli("bench", *args, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0]
