@@ -1,5 +1,6 @@
-"""A run's result does not depend on its neighbours in a cohort (ARCHITECTURE decision 2)."""
+"""A run's result does not depend on its neighbours in a cohort (docs/design.md, decision 2)."""
 
+import pytest
 import torch
 
 from groklab.engine.cohort import train_cohort
@@ -47,21 +48,23 @@ def test_train_metrics_average_batches_since_last_eval():
 
 
 def test_evaluation_in_slices_equals_one_pass(monkeypatch):
-    from groklab.engine import cohort
-    from groklab.engine.params import FlatParams
-    from groklab.models import Transformer
+    """Slices and padding (ragged splits) do not change a run's validation metrics."""
+    from groklab.engine import state as st
 
-    m = Transformer(vocab_size=25, n_classes=23, seq_len=4)
-    views = FlatParams.stack([m.init(torch.Generator().manual_seed(s)) for s in range(3)],
-                             torch.device("cpu")).views
-    g = torch.Generator().manual_seed(0)
-    x = torch.randint(0, 25, (3, 203, 4), generator=g)
-    y = torch.randint(0, 23, (3, 203), generator=g)
-    loss_fn = cohort.make_loss_fn(m, torch.device("cpu"))
-    monkeypatch.setattr(cohort, "CPU_EVAL_SEQUENCES", 10_000)
-    whole = cohort.evaluate(loss_fn, views, x, y, torch.device("cpu"))
-    monkeypatch.setattr(cohort, "CPU_EVAL_SEQUENCES", 3 * 50)  # slices of 50, 50, 50, 50, 3
-    assert cohort.eval_chunk(3, torch.device("cpu")) == 50
-    sliced = cohort.evaluate(loss_fn, views, x, y, torch.device("cpu"))
-    for a, b in zip(whole, sliced, strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    specs = [spec(seed=0), spec(seed=1, train_fraction=0.3), spec(seed=2, train_fraction=0.6)]
+    cohort = st.CohortState(specs)
+    monkeypatch.setattr(st, "CPU_EVAL_SEQUENCES", 10_000)
+    whole = cohort.validate()
+    monkeypatch.setattr(st, "CPU_EVAL_SEQUENCES", 3 * 50)  # slices of 50
+    assert st.eval_chunk(3, torch.device("cpu")) == 50
+    sliced = cohort.validate()
+    for name in whole:
+        torch.testing.assert_close(whole[name], sliced[name], rtol=1e-5, atol=1e-6)
+    for r in range(3):  # one pass over run r's own split alone, no padding
+        keep = cohort.val_mask[r] > 0
+        params = {n: v[r : r + 1] for n, v in cohort.params.views.items()}
+        with torch.no_grad():
+            loss, metrics = cohort.fn(params, cohort.val_x[r : r + 1, keep],
+                                      cohort.val_y[r : r + 1, keep])
+        assert whole["loss"][r].item() == pytest.approx(loss.mean().item(), rel=1e-5)
+        assert whole["acc"][r].item() == pytest.approx(metrics["acc"].mean().item(), rel=1e-6)

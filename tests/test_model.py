@@ -9,7 +9,7 @@ from groklab.models import Transformer
 def test_parameter_count_matches_the_paper():
     m = Transformer(vocab_size=99, n_classes=97, seq_len=4)
     n = sum(torch.Size(s).numel() for s in m.shapes().values())
-    assert 4.1e5 < n < 4.3e5  # SPEC §3: about 4.2·10^5 for p = 97
+    assert 4.1e5 < n < 4.3e5  # docs/protocol.md §3: about 4.2·10^5 for p = 97
 
 
 def test_pruned_last_block_equals_full_computation():

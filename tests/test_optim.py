@@ -5,7 +5,7 @@ import torch
 
 from groklab.engine.params import FlatParams
 from groklab.models import Transformer
-from groklab.optim import assign_groups, make_optimizer
+from groklab.optim import ParamLayout, assign_groups, build_optimizer
 from groklab.optim.groups import GROUPS, LR_CONFIGS, parse_lr
 from groklab.spec import RunSpec
 
@@ -13,10 +13,13 @@ MODEL = Transformer(vocab_size=9, n_classes=7, seq_len=4, n_layers=2, d_model=16
                     d_ff=32)
 
 
-def reference_optimizer(spec, params, groups):
-    """torch.optim with one param group per layer-wise group and LambdaLR warm-up."""
-    param_groups = [{"params": [p for n, p in params.items() if groups[n] == g],
-                     "lr": spec.lr[i]} for i, g in enumerate(GROUPS)]
+def reference_optimizer(spec, params, groups, decay_of=lambda name: True):
+    """torch.optim with one param group per (layer-wise group, decayed or not) and LambdaLR
+    warm-up; ``decay_of(name)`` False puts a parameter in a group without weight decay."""
+    param_groups = [
+        {"params": [p for n, p in params.items() if groups[n] == g and decay_of(n) == d],
+         "lr": spec.lr[i], "weight_decay": spec.weight_decay if d else 0.0}
+        for i, g in enumerate(GROUPS) for d in (True, False)]
     if spec.optimizer == "adamw":
         opt = torch.optim.AdamW(param_groups, betas=(spec.beta1, spec.beta2), eps=spec.eps,
                                 weight_decay=spec.weight_decay)
@@ -31,18 +34,16 @@ def reference_optimizer(spec, params, groups):
     return opt, sched
 
 
-def run_both(specs, steps=8):
+def run_both(specs, steps=8, decay_of=lambda name: True):
     inits = [MODEL.init(torch.Generator().manual_seed(10 + r)) for r in range(len(specs))]
     flat = FlatParams.stack(inits, torch.device("cpu"))
     names = list(flat.views)
-    groups = assign_groups(names, MODEL.default_groups())
-    rates = torch.tensor([s.lr for s in specs], dtype=torch.float64)
-    base_lr = flat.per_column({n: rates[:, GROUPS.index(groups[n])] for n in names})
-    ours = make_optimizer(specs[0].optimizer, flat.flat, base_lr, specs)
+    layout = ParamLayout.build(MODEL.param_info(), MODEL.default_groups(), MODEL.n_blocks)
+    ours, _ = build_optimizer(specs, layout, flat.flat)
     refs = []
     for r, spec in enumerate(specs):
         params = {n: torch.nn.Parameter(t.clone()) for n, t in inits[r].items()}
-        refs.append((params, *reference_optimizer(spec, params, groups)))
+        refs.append((params, *reference_optimizer(spec, params, layout.groups, decay_of)))
     g = torch.Generator().manual_seed(0)
     for _ in range(steps):
         grads = {n: torch.randn(flat.views[n].shape, generator=g) for n in names}
@@ -75,6 +76,24 @@ def test_batched_step_equals_torch_optim(settings):
         for n, p in params.items():
             torch.testing.assert_close(flat.views[n][r].detach(), p.detach(), rtol=1e-5,
                                        atol=1e-6, msg=f"run {r} param {n}")
+
+
+def test_decay_on_matrices_only_equals_param_groups_without_decay():
+    """``decay_params = "matrices"``: biases, norms and embeddings get no weight decay."""
+    specs = [RunSpec(task="x_plus_y", p=7, lr=LR_CONFIGS["layerwise"], warmup=2,
+                     weight_decay=0.5, decay_params="matrices"),
+             RunSpec(task="x_plus_y", p=7, lr=LR_CONFIGS["run1"], warmup=2, weight_decay=0.3)]
+    info = MODEL.param_info()
+    is_matrix = lambda n: info[n].kind == "matrix"  # noqa: E731
+    flat, refs = run_both(specs[:1], decay_of=is_matrix)
+    for n, p in refs[0][0].items():
+        torch.testing.assert_close(flat.views[n][0].detach(), p.detach(), rtol=1e-5, atol=1e-6)
+    mixed, refs = run_both(specs, decay_of=is_matrix)  # run 0 masked, run 1 decays all
+    for n, p in refs[0][0].items():
+        torch.testing.assert_close(mixed.views[n][0].detach(), p.detach(), rtol=1e-5, atol=1e-6)
+    _, all_refs = run_both(specs)
+    for n, p in all_refs[1][0].items():
+        torch.testing.assert_close(mixed.views[n][1].detach(), p.detach(), rtol=1e-5, atol=1e-6)
 
 
 def test_groups_follow_the_rule():

@@ -9,7 +9,9 @@ from PIL import Image
 
 import groklab as gl
 from groklab.engine import runner
-from groklab.report import load_studies
+from groklab.engine.records import EvalRow
+from groklab.report import load_studies, write_report
+from groklab.spec import RunSpec
 from groklab.store import Store
 
 STUDY = """
@@ -143,7 +145,9 @@ def test_cli_overrides_and_a_store_without_studies(tmp_path, study_file):
            progress=False, device="cpu")
     files = gl.report(plain)
     md = files.markdown.read_text()
-    assert "## Study `runs`" in md and "| task | baseline | layerwise |" in md
+    assert "## Study `runs`" in md
+    header = next(line for line in md.splitlines() if line.startswith("| task |"))
+    assert sorted(header.strip("| ").split(" | ")[1:]) == ["baseline", "layerwise"]  # one cohort
     assert len(files.figures) == 2 and all(p.is_file() for p in files.figures)
 
 
@@ -151,3 +155,37 @@ def test_report_of_a_missing_store_is_an_error(tmp_path):
     proc = groklab("report", str(tmp_path / "none"), check=False)
     assert proc.returncode == 2 and "no groklab store" in proc.stderr
     assert not (tmp_path / "none").exists()
+
+
+def write_runs(root, specs):
+    """Finished runs of ``specs`` written straight into a store at ``root`` (no training)."""
+    with Store(root) as store:
+        for i, spec in enumerate(specs):
+            curve = [EvalRow(step, 1.0 / step, 0.5, 2.0 / step, min(1.0, i / 4 + step / 100))
+                     for step in (10, 20, 30)]
+            store.begin([spec], "cpu")
+            store.finish({spec.run_id: curve}, {spec.run_id: curve}, 1.0)
+
+
+def test_report_says_when_a_column_holds_differing_settings(tmp_path):
+    def spec(task, steps, **kw):
+        return RunSpec(**{"task": task, "p": 11, "steps": steps, "lr_name": "baseline", **kw})
+
+    write_runs(tmp_path, [spec("x_plus_y", 1500), spec("x_plus_y", 1500, seed=1),
+                          spec("x_minus_y", 7500), spec("permutation", 1500, k=4)])
+    files = write_report(tmp_path)
+    md = files.markdown.read_text()
+    assert "| task | baseline |" in md  # one configuration per task: one column
+    note = "Column `baseline` holds differing settings across tasks: k (4, 5); steps (1500, 7500)."
+    assert md.count(note) == 0  # k: only permutation takes it
+    note = "Column `baseline` holds differing settings across tasks: steps (1500, 7500)."
+    assert md.count(note) == 3  # under each of the three tables
+    steps = md.split("**Steps to 99 % validation accuracy**")[1].split("**Final validation loss")[0]
+    assert "\\* Some runs never reached" in steps and note in steps
+    page = files.html.read_text()
+    assert page.count('<p class="note">Column <code>baseline</code> holds differing settings '
+                      "across tasks: steps (1500, 7500).</p>") == 3
+
+    write_runs(tmp_path / "p", [spec("x_plus_y", 1500), spec("x_plus_y", 1500, p=13)])
+    md = write_report(tmp_path / "p").markdown.read_text()
+    assert "| task | baseline (p=11) | baseline (p=13) |" in md and "differing" not in md

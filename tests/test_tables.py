@@ -1,11 +1,16 @@
-"""Aggregation over seeds against hand-computed numbers, censored runs included."""
+"""Aggregation over seeds against hand-computed numbers, censored runs included; only runs
+whose settings are equal but for the seed are averaged (stores written row by row)."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from groklab.report import censored_note, summarize, wide
+from groklab.engine.records import EvalRow
+from groklab.report import censored_note, load_studies, settings_note, summarize, wide
+from groklab.report.data import label_runs
+from groklab.spec import RunSpec
+from groklab.store import Store
 
 
 def run(task, config, seed, acc, step99, loss, steps=500, status="finished"):
@@ -67,3 +72,95 @@ def test_no_censoring_no_note_and_empty_input():
     assert censored_note(summarize(done)) is None
     assert summarize(RUNS.iloc[:0]).empty
     assert summarize(RUNS[RUNS["status"] == "running"]).empty
+
+
+# -- settings: runs are seeds of one configuration only if every other setting is equal ----
+def stored(root, *runs):
+    """Write finished runs, (spec, final validation accuracy) each, into a store at ``root``
+    and load it back: the one study 'runs'."""
+    with Store(root) as store:
+        for spec, acc in runs:
+            curve = [EvalRow(10, 2.0, 0.1, 3.0, 0.05), EvalRow(20, 0.5, 1.0, 1.0 - acc, acc)]
+            store.begin([spec], "cpu")
+            store.finish({spec.run_id: curve}, {spec.run_id: curve}, 1.0)
+    (study,) = load_studies(root)
+    return study
+
+
+def spec(task="x_plus_y", **settings):
+    return RunSpec(**{"task": task, "steps": 100, "lr_name": "baseline", **settings})
+
+
+def cells(study):
+    """(task, config) -> (n, mean final validation accuracy), and the summary."""
+    summary = summarize(study.runs)
+    rows = summary.itertuples(index=False)
+    return {(r.task, r.config): (r.n, pytest.approx(r.final_val_acc_mean)) for r in rows}
+
+
+def test_runs_with_different_p_are_separate_columns_never_averaged(tmp_path):
+    study = stored(tmp_path, (spec(p=11), 0.2), (spec(p=13), 0.8), (spec(p=13, seed=1), 0.6))
+    assert cells(study) == {("x_plus_y", "baseline (p=11)"): (1, 0.2),
+                            ("x_plus_y", "baseline (p=13)"): (2, 0.7)}
+    assert list(wide(summarize(study.runs), "final_val_acc").columns) == [
+        "baseline (p=11)", "baseline (p=13)"]
+    assert set(study.runs["label_base"]) == {"baseline"}
+    assert set(study.curves["config"]) == {"baseline (p=11)", "baseline (p=13)"}
+
+
+def test_runs_with_different_weight_decay_are_separate(tmp_path):
+    study = stored(tmp_path, (spec(p=11, weight_decay=0.1), 0.2),
+                   (spec(p=11, weight_decay=1.0), 0.8), (spec(p=11, weight_decay=1.0, seed=1), 1.0))
+    assert cells(study) == {("x_plus_y", "baseline (weight_decay=0.1)"): (1, 0.2),
+                            ("x_plus_y", "baseline (weight_decay=1)"): (2, 0.9)}
+
+
+def test_several_differing_settings_all_named(tmp_path):
+    study = stored(tmp_path, (spec(p=11, steps=50), 0.2), (spec(p=11, weight_decay=0.1), 0.8))
+    assert set(cells(study)) == {("x_plus_y", "baseline (steps=50, weight_decay=0.5)"),
+                                 ("x_plus_y", "baseline (steps=100, weight_decay=0.1)")}
+
+
+def test_a_setting_the_task_ignores_does_not_split_seeds(tmp_path):
+    study = stored(tmp_path, (spec("permutation", p=59), 0.4), (spec("permutation", p=97, seed=1),
+                                                               0.6))
+    assert cells(study) == {("permutation", "baseline"): (2, 0.5)}
+
+
+def test_an_older_semantics_version_is_never_mixed_with_current_runs(tmp_path):
+    study = stored(tmp_path, (spec(p=11, semantics=1), 0.2), (spec(p=11, seed=1), 0.8))
+    assert cells(study) == {("x_plus_y", "baseline [v1]"): (1, 0.2),
+                            ("x_plus_y", "baseline"): (1, 0.8)}
+    old = study.runs[study.runs["config"] == "baseline [v1]"]
+    assert list(old["semantics"]) == [1] and list(old["label_base"]) == ["baseline"]
+
+
+def test_a_row_without_semantics_is_version_1():
+    row = {"task": "x_plus_y", "p": 11, "steps": 100, "seed": 0, "config": "baseline"}
+    (labelled,) = label_runs([row])
+    assert (labelled["config"], labelled["semantics"]) == ("baseline [v1]", 1)
+    assert '"semantics"' not in labelled["settings"]  # version 1 identities carry none
+
+
+def test_summarize_never_merges_two_settings_under_one_label():
+    raw = pd.DataFrame([run("x_plus_y", "baseline", 0, 0.2, None, 1.0, steps=500),
+                        run("x_plus_y", "baseline", 1, 0.8, None, 1.0, steps=600)])
+    with pytest.raises(ValueError, match="x_plus_y / baseline"):
+        summarize(raw)
+    labelled = pd.DataFrame(label_runs(raw.assign(semantics=2).to_dict("records")))
+    s = summarize(labelled)
+    assert list(s["config"]) == ["baseline (steps=500)", "baseline (steps=600)"]
+    assert list(s["n"]) == [1, 1]
+    with pytest.raises(ValueError, match="x_plus_y / baseline"):
+        summarize(labelled.assign(config="baseline"))
+
+
+def test_note_names_the_settings_a_column_holds_across_tasks(tmp_path):
+    study = stored(tmp_path, (spec(p=11), 0.2), (spec("x_minus_y", p=11, steps=200), 0.4),
+                   (spec("permutation", p=13), 0.6))  # permutation ignores p
+    summary = summarize(study.runs)
+    assert list(wide(summary, "final_val_acc").columns) == ["baseline"]
+    assert settings_note(summary) == (
+        "Column `baseline` holds differing settings across tasks: steps (100, 200).")
+    same = stored(tmp_path / "same", (spec(p=11), 0.2), (spec("permutation", p=13), 0.6))
+    assert settings_note(summarize(same.runs)) is None

@@ -15,25 +15,27 @@ from groklab.spec import RunSpec
 from groklab.store import Store
 from groklab.studies import Study, get_study, run_study
 
-LrChoice = str | tuple[float, float, float]
+LrChoice = str | tuple[float, float, float] | dict[str, float]
 
 
 def make_specs(*, lr: LrChoice | Sequence[LrChoice] = "baseline", seeds: int = 1,
                seed: int = 0, **settings: Any) -> list[RunSpec]:
     """Specs for every lr choice × seeds ``seed .. seed+seeds-1``.
 
-    ``lr`` is a configuration name, a triple (embedding, lower, higher), or a list of those.
+    ``lr`` is a configuration name, a triple (embedding, lower, higher), a dict of rates per
+    group (with ``group_rules``), or a list of those.
     Any other RunSpec field (task, p, steps, weight_decay, ...) may be given as a keyword.
     """
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
-    choices = [lr] if isinstance(lr, str) or _is_triple(lr) else list(lr)
+    choices = [lr] if isinstance(lr, str | dict) or _is_triple(lr) else list(lr)
     specs = []
     for choice in choices:
         if isinstance(choice, str):
             name, rates = parse_lr(choice)
         else:
-            name, rates = settings.get("lr_name"), tuple(choice)
+            name = settings.get("lr_name")
+            rates = dict(choice) if isinstance(choice, dict) else tuple(choice)
         extra = {k: v for k, v in settings.items() if k != "lr_name"}
         specs += [RunSpec(lr=rates, lr_name=name, seed=s, **extra)
                   for s in range(seed, seed + seeds)]

@@ -79,7 +79,7 @@ def reference_specs(cohort: int, precision: str, steps: int) -> list[RunSpec]:
 
 def step_flops(spec: RunSpec) -> float:
     """Model FLOPs of one training step per run, evaluation over the val split amortised."""
-    task = build_task(spec.task, p=spec.p, k=spec.k)
+    task = build_task(spec.task, **spec.task_args())
     model = build_model(spec, task)
     n_val = len(task) - int(spec.train_fraction * len(task))
     return model.train_step_flops(spec.batch_size) + model.forward_flops(n_val) / spec.eval_every

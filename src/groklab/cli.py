@@ -57,6 +57,33 @@ def check_device(device: str | None) -> str:
     return device
 
 
+def parse_settings(pairs: list[str] | None) -> dict[str, object]:
+    """``--set key=value`` pairs -> settings; values are TOML (``1e-3``, ``"cosine"``, ``[1, 2]``)
+    and fall back to plain text (``--set lr_schedule=cosine``)."""
+    import tomllib
+
+    from groklab.spec import RunSpec
+
+    out: dict[str, object] = {}
+    for pair in pairs or []:
+        key, sep, text = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            fail(f"--set {pair!r}: use KEY=VALUE")
+        if key not in RunSpec.model_fields or key in ("seed", "lr_name"):
+            known = ", ".join(k for k in RunSpec.model_fields if k not in ("seed", "lr_name"))
+            fail(f"--set {key}: unknown run setting; known: {known}")
+        try:
+            out[key] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = text.strip()
+    return out
+
+
+Settings = Annotated[list[str] | None, typer.Option(
+    "--set", metavar="KEY=VALUE", help="Any other run setting, e.g. --set grad_clip=1.0 "
+    "--set lr_schedule=cosine --set semantics=1 (repeatable; see README, Settings).")]
+
 Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder (holds groklab.sqlite).")]
 Device = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or mps (default: best).")]
 Compile = Annotated[bool, typer.Option(
@@ -82,6 +109,7 @@ def run(
     eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")] = 10,
     precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
     optimizer: Annotated[str, typer.Option(help="adamw, adam or sgd.")] = "adamw",
+    settings: Settings = None,
     device: Device = None,
     compile: Compile = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
@@ -95,12 +123,12 @@ def run(
             fail(f"{name} must be a finite number, got {value}")
     check_out_dir(out)
     dev = check_device(device)
+    extra = parse_settings(settings)
     try:
-        specs = make_specs(
-            lr=lr or ["baseline"], seeds=seeds, seed=seed, task=task, steps=steps, p=p, k=k,
-            train_fraction=train_fraction, batch_size=batch_size, weight_decay=weight_decay,
-            warmup=warmup, eval_every=eval_every, precision=precision, optimizer=optimizer,
-        )
+        named = dict(task=task, steps=steps, p=p, k=k, train_fraction=train_fraction,
+                     batch_size=batch_size, weight_decay=weight_decay, warmup=warmup,
+                     eval_every=eval_every, precision=precision, optimizer=optimizer)
+        specs = make_specs(lr=lr or ["baseline"], seeds=seeds, seed=seed, **(named | extra))
     except ValidationError as e:
         fail(describe(e))
     except ValueError as e:
@@ -170,6 +198,7 @@ def study(
     seeds: Annotated[int | None, typer.Option(help="Override the number of seeds.")] = None,
     tasks: Annotated[str | None, typer.Option(
         help="Comma-separated tasks that replace the study's.")] = None,
+    settings: Settings = None,
     device: Device = None,
     compile: Compile = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
@@ -180,10 +209,12 @@ def study(
     task_list = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
     if task_list == []:
         fail("--tasks: give one or more task names separated by commas")
+    extra = parse_settings(settings)
     try:
         definition = get_study(name)
-        if steps is not None or seeds is not None or task_list is not None:
-            definition = definition.with_overrides(steps=steps, seeds=seeds, tasks=task_list)
+        if steps is not None or seeds is not None or task_list is not None or extra:
+            definition = definition.with_overrides(steps=steps, seeds=seeds, tasks=task_list,
+                                                   **extra)
     except StudyError as e:
         fail(str(e))
     check_out_dir(out)

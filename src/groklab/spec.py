@@ -1,70 +1,125 @@
-"""RunSpec: everything that determines one run's result (ARCHITECTURE decision 1).
+"""RunSpec: everything that determines one run's result (docs/design.md, decision 1).
 
-A spec is validated once on construction; its content hash is the run's id in the store.
+A spec is validated once on construction. Its id in the store is the hash of its
+*identity*: a semantics version plus the settings that matter for this run.
+
+- Settings the run ignores are normalised before hashing: permutation ignores ``p``, the
+  modular tasks ignore ``k``, SGD ignores the Adam betas and Adam ignores momentum, a
+  constant schedule ignores its floor, and ``d_ff = 4 · d_model`` is the same as leaving
+  it unset. Two specs that train the same run have the same id.
+- Fields added after semantics version 1 are left out of the identity while they hold
+  their default (which must be the neutral "feature off" value and must never change), so
+  adding a setting never changes an existing id.
+- ``semantics`` names the version of the training code's meaning: version 1 is the
+  original initialisation (every linear U(±1/√fan_in)); version 2 initialises as the
+  torch.nn reference does (docs/protocol.md §3). Version-1 ids are exactly those that
+  groklab 0.1 wrote; a version-2 identity carries ``"semantics": 2``.
+
+``cohort_key`` is the identity minus ``PER_RUN``: the per-run fields the engine reads
+from each spec separately. Any other field, including one added later, is structural and
+splits cohorts, so no run ever silently trains with a neighbour's setting.
 """
 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
-from typing import Literal
+import math
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from groklab.optim.groups import GROUPS, LR_CONFIGS
 from groklab.tasks import build_task, task_names
+from groklab.tasks.base import task_builder
+
+SEMANTICS = 2  # the current meaning of a run; see the module docstring
 
 Precision = Literal["fp32", "bf16"]
 OptimizerName = Literal["adamw", "adam", "sgd"]
+Schedule = Literal["constant", "cosine"]
+DepthDecay = Literal["none", "exponential", "linear", "cosine"]
+DecayParams = Literal["all", "matrices"]
+GradFilter = Literal["none", "ema", "ma"]
+Rates = tuple[float, float, float] | dict[str, float]
+
+# The fields of groklab 0.1 (semantics version 1): they stay in the identity even at their
+# defaults, so version-1 ids are unchanged. Every later field is left out at its default.
+V1_FIELDS = frozenset({
+    "task", "p", "k", "train_fraction", "model", "n_layers", "d_model", "n_heads", "d_ff",
+    "optimizer", "lr", "group_rules", "beta1", "beta2", "eps", "weight_decay", "momentum",
+    "nesterov", "warmup", "steps", "batch_size", "eval_every", "precision", "seed"})
+
+# Fields the engine reads from every run separately: they may differ inside one cohort.
+PER_RUN = frozenset({
+    "seed", "lr", "train_fraction", "beta1", "beta2", "eps", "weight_decay", "momentum",
+    "nesterov", "warmup", "lr_schedule", "min_lr_ratio", "lr_depth", "lr_depth_gamma",
+    "lr_depth_floor", "decay_params", "grad_clip", "filter_alpha", "filter_lamb"})
+
+# Task arguments: each task takes the subset its builder names; it ignores the rest.
+TASK_FIELDS = ("p", "k")
+
+# Grokfast's reference amplification for each filter (docs/protocol.md §6)
+FILTER_LAMB = {"ema": 2.0, "ma": 5.0}
 
 
 class RunSpec(BaseModel):
-    """One training run. Defaults are the reference settings of SPEC §2–§5."""
+    """One training run. Defaults are the reference settings of docs/protocol.md §2–§5."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    # task (SPEC §2)
+    # task (protocol §2)
     task: str = "x_plus_y"
     p: int = Field(97, ge=2)
     k: int = Field(5, ge=2)
     train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
-    # model (SPEC §3)
+    # model (protocol §3)
     model: Literal["transformer"] = "transformer"
     n_layers: int = Field(2, ge=1)
     d_model: int = Field(128, ge=1)
     n_heads: int = Field(4, ge=1)
     d_ff: int | None = Field(None, ge=1)
-    # optimiser and schedule (SPEC §4, §5)
+    # optimiser (protocol §4)
     optimizer: OptimizerName = "adamw"
-    lr: tuple[float, float, float] = LR_CONFIGS["baseline"]
-    lr_name: str | None = None  # a label for the rates; not part of the run's identity
-    group_rules: tuple[tuple[str, str], ...] | None = None  # None: the model's default rule
     beta1: float = Field(0.9, ge=0.0, lt=1.0)
     beta2: float = Field(0.98, ge=0.0, lt=1.0)
     eps: float = Field(1e-8, gt=0.0)
     weight_decay: float = Field(0.5, ge=0.0)
+    decay_params: DecayParams = "all"  # "matrices": no decay on biases, norms, embeddings
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     nesterov: bool = False
+    grad_clip: float | None = Field(None, gt=0.0)  # max global gradient norm per run
+    grad_filter: GradFilter = "none"  # Grokfast: slow-gradient amplification
+    filter_alpha: float = Field(0.98, ge=0.0, lt=1.0)  # ema momentum
+    filter_window: int = Field(100, ge=1)  # ma window
+    filter_lamb: float | None = Field(None, ge=0.0)  # None: 2 for ema, 5 for ma
+    # rates (protocol §5): per group, then warm-up, schedule and depth multipliers
+    lr: Rates = LR_CONFIGS["baseline"]
+    lr_name: str | None = None  # a label for the rates; not part of the run's identity
+    group_rules: tuple[tuple[str, str], ...] | None = None  # None: the model's default rule
     warmup: int = Field(50, ge=0)
+    lr_schedule: Schedule = "constant"
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)  # cosine decays to this × the rate
+    lr_depth: DepthDecay = "none"
+    lr_depth_gamma: float = Field(0.8, gt=0.0)  # exponential: η_i = η_0 γ^i
+    lr_depth_floor: float = Field(0.1, ge=0.0, le=1.0)  # linear/cosine: deepest = floor × η_0
+    # schedule and evaluation (protocol §4)
     steps: int = Field(7500, ge=1)
     batch_size: int = Field(512, ge=1)
     eval_every: int = Field(10, ge=1)
     precision: Precision = "fp32"
+    semantics: int = Field(SEMANTICS, ge=1, le=SEMANTICS)
     seed: int = Field(0, ge=0)
 
     @field_validator("lr")
     @classmethod
-    def _positive_rates(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(not r > 0 for r in v):
-            raise ValueError("learning rates must be positive")
-        return v
-
-    @field_validator("group_rules")
-    @classmethod
-    def _known_groups(cls, v: tuple[tuple[str, str], ...] | None):  # noqa: ANN206
-        for _, group in v or ():
-            if group not in GROUPS:
-                raise ValueError(f"group {group!r} is not one of {', '.join(GROUPS)}")
+    def _positive_rates(cls, v: Rates) -> Rates:
+        values = v.values() if isinstance(v, dict) else v
+        if not values:
+            raise ValueError("give at least one learning rate")
+        if any(not (math.isfinite(r) and r > 0) for r in values):
+            raise ValueError("learning rates must be positive finite numbers")
         return v
 
     @model_validator(mode="after")
@@ -75,28 +130,115 @@ class RunSpec(BaseModel):
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
-        build_task(self.task, p=self.p, k=self.k)  # raises TaskError for impossible settings
+        groups = {g for _, g in self.group_rules} if self.group_rules else set(GROUPS)
+        if isinstance(self.lr, dict):
+            if set(self.lr) != groups:
+                raise ValueError(f"lr names groups {sorted(self.lr)} but the group rules name "
+                                 f"{sorted(groups)}")
+        elif not groups <= set(GROUPS):
+            raise ValueError(f"group rules name {sorted(groups - set(GROUPS))}: give lr as a "
+                             "table of rates per group")
+        build_task(self.task, **self.task_args())  # raises TaskError for impossible settings
         return self
 
+    # -- what the run uses ------------------------------------------------------------------
+    def task_args(self) -> dict[str, Any]:
+        """The task settings this run's task takes (by its builder's signature)."""
+        params = inspect.signature(task_builder(self.task)).parameters
+        return {f: getattr(self, f) for f in TASK_FIELDS if f in params}
+
+    def rates(self) -> dict[str, float]:
+        """The base learning rate of every group, by group name."""
+        if isinstance(self.lr, dict):
+            return dict(self.lr)
+        return dict(zip(GROUPS, self.lr, strict=True))
+
+    def resolved_filter_lamb(self) -> float:
+        """The filter's amplification λ (the filter's reference value when unset)."""
+        if self.filter_lamb is not None:
+            return self.filter_lamb
+        return FILTER_LAMB.get(self.grad_filter, 0.0)
+
+    def ignored(self) -> set[str]:
+        """Settings that cannot change this run's result (normalised in its identity)."""
+        out = {f for f in TASK_FIELDS if f not in self.task_args()}
+        if self.optimizer == "sgd":
+            out |= {"beta1", "beta2", "eps"}
+        else:
+            out |= {"momentum", "nesterov"}
+        if self.lr_schedule == "constant":
+            out.add("min_lr_ratio")
+        out |= {"none": {"lr_depth_gamma", "lr_depth_floor"}, "exponential": {"lr_depth_floor"},
+                "linear": {"lr_depth_gamma"}, "cosine": {"lr_depth_gamma"}}[self.lr_depth]
+        if self.grad_filter == "none":
+            out |= {"filter_alpha", "filter_window", "filter_lamb"}
+        elif self.grad_filter == "ema":
+            out.add("filter_window")
+        else:
+            out.add("filter_alpha")
+        if self.d_ff == 4 * self.d_model:
+            out.add("d_ff")
+        return out
+
     # -- identity ---------------------------------------------------------------------------
-    def identity(self) -> dict:
-        """The fields that determine the result (None-valued optional fields left out)."""
-        return self.model_dump(mode="json", exclude={"lr_name"}, exclude_none=True)
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine the result, normalised (see the module docstring)."""
+        fields = type(self).model_fields
+        d = self.model_dump(mode="json", exclude={"lr_name"})
+        if self.grad_filter != "none":
+            d["filter_lamb"] = self.resolved_filter_lamb()
+        for name in self.ignored():
+            d[name] = _json(fields[name].default)
+        for name in list(d):
+            at_default = d[name] == _json(fields[name].default)
+            if d[name] is None or (name not in V1_FIELDS and at_default):
+                del d[name]
+        if self.semantics != 1:
+            d["semantics"] = self.semantics
+        else:
+            d.pop("semantics", None)
+        return d
 
     @property
     def run_id(self) -> str:
-        blob = json.dumps(self.identity(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return identity_hash(self.identity())
 
-    def cohort_key(self) -> tuple:
-        """Runs with equal keys share data shapes and model shape and can train as one cohort.
+    def cohort_key(self) -> str:
+        """Runs with equal keys share data shapes, model shape and optimiser family and can
+        train as one cohort: the identity without the ``PER_RUN`` fields."""
+        ident = self.identity()
+        return json.dumps({k: v for k, v in ident.items() if k not in PER_RUN}, sort_keys=True)
 
-        Everything else (seed, rates, decay, betas, warm-up, optimiser family) varies per run.
-        """
-        return (self.task, self.p, self.k, self.train_fraction, self.model, self.n_layers,
-                self.d_model, self.n_heads, self.d_ff, self.steps, self.batch_size,
-                self.eval_every, self.precision, self.optimizer, self.group_rules)
+    def settings_key(self) -> str:
+        """The identity without the seed: runs with equal keys are seeds of one configuration."""
+        ident = {k: v for k, v in self.identity().items() if k != "seed"}
+        return json.dumps(ident, sort_keys=True)
 
     @property
     def label(self) -> str:
-        return self.lr_name or ",".join(f"{r:g}" for r in self.lr)
+        if self.lr_name:
+            return self.lr_name
+        return ",".join(f"{r:g}" if isinstance(self.lr, tuple) else f"{g}={r:g}"
+                        for g, r in self.rates().items())
+
+
+def identity_hash(identity: dict[str, Any]) -> str:
+    """A run id: the first 16 hex digits of the identity's canonical JSON's SHA-256."""
+    blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def comparable_settings(row: dict[str, Any]) -> str:
+    """The settings key of a stored run (its spec's fields; missing ``semantics`` means 1)."""
+    fields = {k: v for k, v in row.items() if k in RunSpec.model_fields and v is not None
+              and not (isinstance(v, float) and math.isnan(v))}
+    fields.setdefault("semantics", 1)
+    if isinstance(fields.get("lr"), list):
+        fields["lr"] = tuple(fields["lr"])
+    if fields.get("group_rules") is not None:
+        fields["group_rules"] = tuple(tuple(r) for r in fields["group_rules"])
+    return RunSpec(**fields).settings_key()
+
+
+def _json(value: Any) -> Any:
+    return json.loads(json.dumps(value))

@@ -1,32 +1,58 @@
 """The run store: one SQLite file per output folder, the single source of truth for reports.
 
-Tables: ``runs`` (id = hash of the spec, the spec as JSON, label, status, final metrics),
-``curves`` (one row per run and evaluated step), ``studies`` (a study's definition, the
-environment it ran in, its accumulated wall time) and ``study_runs`` (which runs belong to a
-study, under which configuration label: the same run can serve two studies under two labels).
-Every write is one transaction: a killed process leaves a run either finished or
-unfinished; an unfinished run's partial curve is dropped when it is started again, so a
-resumed run never holds duplicate rows.
+Tables: ``runs`` (id = hash of the spec's identity, the spec as JSON, label, status, final
+metrics, the semantics version, and who trains it: ``owner``, ``heartbeat``), ``curves``
+(one row per run and evaluated step: the four curve values), ``metrics`` (a long table of
+named per-step metrics beyond those four: an ``EvalRow``'s ``extra``), ``studies`` (a
+study's definition, the environment it ran in, its accumulated wall time), ``study_runs``
+(which runs belong to a study, under which configuration label: the same run can serve two
+studies under two labels) and ``id_migrations`` (old id -> new id of every run a migration
+re-identified, so a user can trace a run across versions).
+
+Versions. The schema version is SQLite's ``PRAGMA user_version``: 0 is the store groklab 0.1
+wrote, ``VERSION`` the current one. Opening a store migrates it, in one ``BEGIN IMMEDIATE``
+transaction (a failure leaves the file as it was), through ``MIGRATIONS``: one function per
+step, version n -> n + 1, so a new version appends one. A fresh store is created directly
+at the current version with the same schema; a store newer than this code is refused
+untouched (``StoreError``).
+
+Claims. Two processes may train into one folder. Each ``Store`` has an owner token
+(``host:pid:random``). ``begin`` claims runs in one transaction and returns the specs it
+claimed: not finished runs, nor runs another owner is training (its heartbeat is younger than
+``STALE_S`` and, on this host, its process is alive). ``append`` and ``finish`` write only
+runs this instance still owns and refresh their heartbeat; ``release`` (and ``close``) gives
+unfinished runs back. A claimed run's partial rows from an earlier attempt are dropped, so a
+resumed run never holds duplicate rows; a killed process leaves a run unfinished and claimable
+once its owner is stale or dead.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import socket
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from groklab.engine.cohort import EvalRow
+from pydantic import ValidationError
+
+from groklab.engine.records import EvalRow
 from groklab.spec import RunSpec
 
 STORE_NAME = "groklab.sqlite"
 FINAL_METRICS = ("final_train_loss", "final_train_acc", "final_val_loss", "final_val_acc",
                  "step_val_acc_99")
+STALE_S = 600.0  # a running run whose owner has not written for this long may be claimed
 
+# The current schema (version len(MIGRATIONS)); a migrated store must end up identical.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
+CREATE TABLE runs (
     id TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
     label TEXT NOT NULL,
@@ -36,15 +62,25 @@ CREATE TABLE IF NOT EXISTS runs (
     finished REAL,
     wall_s REAL,
     final_train_loss REAL, final_train_acc REAL, final_val_loss REAL, final_val_acc REAL,
-    step_val_acc_99 INTEGER
+    step_val_acc_99 INTEGER,
+    semantics INTEGER,                 -- the spec's semantics version
+    owner TEXT,                        -- host:pid:token of the Store training it
+    heartbeat REAL                     -- the owner's last write (time.time())
 );
-CREATE TABLE IF NOT EXISTS curves (
+CREATE TABLE curves (
     run_id TEXT NOT NULL REFERENCES runs(id),
     step INTEGER NOT NULL,
     train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL,
     PRIMARY KEY (run_id, step)
 );
-CREATE TABLE IF NOT EXISTS studies (
+CREATE TABLE metrics (
+    run_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, step, name)
+);
+CREATE TABLE studies (
     name TEXT PRIMARY KEY,
     definition TEXT NOT NULL,          -- JSON: settings, grid, variants, seeds, overrides
     environment TEXT NOT NULL,         -- JSON: device, software versions of the last invocation
@@ -52,18 +88,30 @@ CREATE TABLE IF NOT EXISTS studies (
     created REAL,
     updated REAL
 );
-CREATE TABLE IF NOT EXISTS study_runs (
+CREATE TABLE study_runs (
     study TEXT NOT NULL REFERENCES studies(name),
     pos INTEGER NOT NULL,              -- the run's place in the study's expansion order
     run_id TEXT NOT NULL,
     label TEXT NOT NULL,               -- the configuration, as the report's columns show it
     PRIMARY KEY (study, run_id)
 );
+CREATE TABLE id_migrations (
+    old_id TEXT PRIMARY KEY,
+    new_id TEXT,
+    version INTEGER                    -- the schema version whose migration mapped it
+);
 """
 
 
+class StoreError(RuntimeError):
+    """A store this code cannot open or migrate."""
+
+
 def final_metrics(curve: Sequence[EvalRow], threshold: float = 0.99) -> dict[str, Any]:
-    """Final train/val loss and accuracy, and the first evaluated step with val acc > 0.99."""
+    """Final train/val loss and accuracy (the curve's last row: a run retired early has a
+    shorter curve), and the first evaluated step with val acc > 0.99."""
+    if not curve:
+        return dict.fromkeys(FINAL_METRICS)
     last = curve[-1]
     reached = next((r.step for r in curve if r.val_acc > threshold), None)
     return {"final_train_loss": last.train_loss, "final_train_acc": last.train_acc,
@@ -71,8 +119,102 @@ def final_metrics(curve: Sequence[EvalRow], threshold: float = 0.99) -> dict[str
             "step_val_acc_99": reached}
 
 
+def spec_from_json(d: Mapping[str, Any]) -> RunSpec:
+    """The RunSpec of a stored spec dump (JSON lists back to the tuples the spec declares)."""
+    d = dict(d)
+    if isinstance(d.get("lr"), list):
+        d["lr"] = tuple(d["lr"])
+    if d.get("group_rules") is not None:
+        d["group_rules"] = tuple(tuple(r) for r in d["group_rules"])
+    return RunSpec(**d)
+
+
+# -- migrations: MIGRATIONS[n] takes a version-n store to n + 1 inside the open transaction --
+def _migrate_0_to_1(db: sqlite3.Connection) -> None:
+    """groklab 0.1 -> 1: claim columns, the ``metrics`` and ``id_migrations`` tables, and
+    every run re-identified under the new identity rules as semantics version 1."""
+    for column in ("semantics INTEGER", "owner TEXT", "heartbeat REAL"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    db.execute("CREATE TABLE metrics (run_id TEXT NOT NULL, step INTEGER NOT NULL, "
+               "name TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, step, name))")
+    db.execute("CREATE TABLE id_migrations (old_id TEXT PRIMARY KEY, new_id TEXT, "
+               "version INTEGER)")
+    _reidentify(db, semantics=1, version=1)
+
+
+def _reidentify(db: sqlite3.Connection, semantics: int, version: int) -> None:
+    """Give every run the id its spec has with ``semantics`` added, recording old -> new.
+
+    The new rules normalise settings a run ignores, so several old runs can become one: the
+    finished one is kept (of several, the one finished last); the others' rows are dropped and
+    their study memberships point at the kept run.
+    """
+    groups: dict[str, list[tuple[sqlite3.Row, dict[str, Any]]]] = defaultdict(list)
+    for row in db.execute("SELECT id, spec, status, started, finished FROM runs").fetchall():
+        spec = {**json.loads(row["spec"]), "semantics": semantics}
+        try:
+            new_id = spec_from_json(spec).run_id
+        except ValidationError as e:
+            raise StoreError(f"run {row['id']} cannot be migrated: its spec is invalid under "
+                             f"this groklab: {e}") from None
+        groups[new_id].append((row, spec))
+    db.executemany("INSERT INTO id_migrations VALUES (?, ?, ?)",
+                   [(row["id"], new_id, version)
+                    for new_id, members in groups.items() for row, _ in members])
+    for new_id, members in groups.items():
+        members.sort(key=lambda m: (m[0]["status"] == "finished", m[0]["finished"] or 0.0,
+                                    m[0]["started"] or 0.0), reverse=True)
+        (kept, spec), dropped = members[0], [row["id"] for row, _ in members[1:]]
+        for old in dropped:
+            db.execute("DELETE FROM curves WHERE run_id=?", (old,))
+            db.execute("DELETE FROM runs WHERE id=?", (old,))
+        _merge_memberships(db, new_id, [kept["id"], *dropped])
+        db.execute("UPDATE runs SET id=?, spec=?, semantics=? WHERE id=?",
+                   (new_id, json.dumps(spec), semantics, kept["id"]))
+        db.execute("UPDATE curves SET run_id=? WHERE run_id=?", (new_id, kept["id"]))
+
+
+def _merge_memberships(db: sqlite3.Connection, new_id: str, old_ids: list[str]) -> None:
+    """Point study memberships of ``old_ids`` (kept run first) at ``new_id``, one per study:
+    the kept run's own membership if it has one, else the first dropped run's."""
+    if old_ids == [new_id]:
+        return
+    ids = list(dict.fromkeys([*old_ids, new_id]))
+    rank = {rid: i for i, rid in enumerate(ids)}
+    marks = ", ".join("?" * len(ids))
+    rows = db.execute(f"SELECT study, pos, run_id, label FROM study_runs "
+                      f"WHERE run_id IN ({marks})", ids).fetchall()
+    keep: dict[str, tuple[int, str]] = {}
+    for r in sorted(rows, key=lambda r: rank[r["run_id"]]):
+        keep.setdefault(r["study"], (r["pos"], r["label"]))
+    db.execute(f"DELETE FROM study_runs WHERE run_id IN ({marks})", ids)
+    db.executemany("INSERT INTO study_runs VALUES (?, ?, ?, ?)",
+                   [(study, pos, new_id, label) for study, (pos, label) in keep.items()])
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+VERSION = len(MIGRATIONS)
+
+
+def _process_alive(owner: str) -> bool:
+    """Whether the process of owner token ``host:pid:token`` may be alive (always, when it is
+    on another host: only its heartbeat can tell)."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or os.name == "nt":
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 class Store:
-    """A run store in folder ``root`` (created on first write, never on read)."""
+    """A run store in folder ``root`` (created on first write, never on read); opening it
+    migrates an older store to ``VERSION``."""
 
     def __init__(self, root: str | Path, *, create: bool = True):
         self.root = Path(root)
@@ -81,13 +223,65 @@ class Store:
             raise FileNotFoundError(f"no groklab store in {self.root} (expected {self.path})")
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, timeout=30)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._claimed = False
+        # autocommit mode: every write is an explicit BEGIN IMMEDIATE ... COMMIT (see _tx)
+        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         self.db.row_factory = sqlite3.Row
+        try:
+            self._open()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _open(self) -> None:
+        """Refuse a newer store; create or migrate to ``VERSION`` in one transaction."""
+        if self._version() < VERSION:
+            with self._tx():
+                version = self._version()  # another process may have migrated meanwhile
+                if version == 0 and not self._has_tables():
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            self.db.execute(statement)
+                else:
+                    for migrate in MIGRATIONS[version:]:
+                        migrate(self.db)
+                self.db.execute(f"PRAGMA user_version = {VERSION}")
         self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.executescript(_SCHEMA)
+
+    def _version(self) -> int:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > VERSION:
+            raise StoreError(f"{self.path} is a version-{version} store, newer than this groklab "
+                             f"understands (version {VERSION}); upgrade groklab to open it. "
+                             "The file was not changed.")
+        return version
+
+    def _has_tables(self) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE type='table'").fetchone() \
+            is not None
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """One write transaction, taking the write lock up front; rolled back on any error."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
-        self.db.close()
+        """Release this instance's unfinished runs (best effort) and close the file."""
+        try:
+            if self._claimed:
+                self.release()
+        except sqlite3.Error:
+            pass  # the runs' heartbeat goes stale instead
+        finally:
+            self.db.close()
 
     def __enter__(self) -> Store:
         return self
@@ -96,42 +290,74 @@ class Store:
         self.close()
 
     # -- writes (one transaction each) ------------------------------------------------------
-    def begin(self, specs: Iterable[RunSpec], device: str) -> None:
-        """Mark runs as started: (re)insert them as 'running' and drop any partial curve."""
+    def begin(self, specs: Iterable[RunSpec], device: str) -> list[RunSpec]:
+        """Claim the runs this instance may train and return their specs, in order.
+
+        Skipped: finished runs, and running runs another live owner holds. A claimed run is
+        (re)inserted as 'running' under this owner, its partial curve and metrics dropped.
+        """
         now = time.time()
-        with self.db:
-            for s in specs:
-                self.db.execute("DELETE FROM curves WHERE run_id = ?", (s.run_id,))
+        claimed = []
+        with self._tx():
+            for s in {s.run_id: s for s in specs}.values():
+                row = self.db.execute("SELECT status, owner, heartbeat FROM runs WHERE id=?",
+                                      (s.run_id,)).fetchone()
+                if row is not None and (row["status"] == "finished" or self._held(row, now)):
+                    continue
+                self.db.execute("DELETE FROM curves WHERE run_id=?", (s.run_id,))
+                self.db.execute("DELETE FROM metrics WHERE run_id=?", (s.run_id,))
                 self.db.execute(
-                    "INSERT OR REPLACE INTO runs (id, spec, label, status, device, started) "
-                    "VALUES (?, ?, ?, 'running', ?, ?)",
-                    (s.run_id, json.dumps(s.model_dump(mode="json")), s.label, device, now),
-                )
+                    "INSERT OR REPLACE INTO runs (id, spec, label, status, device, started, "
+                    "semantics, owner, heartbeat) VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                    (s.run_id, json.dumps(s.model_dump(mode="json")), s.label, device, now,
+                     s.semantics, self.owner, now))
+                claimed.append(s)
+        self._claimed = self._claimed or bool(claimed)
+        return claimed
 
-    def append(self, rows: dict[str, Sequence[EvalRow]]) -> None:
-        """Append curve rows of unfinished runs (progress that a report can show live)."""
-        with self.db:
-            self._insert_rows(rows)
+    def append(self, rows: Mapping[str, Sequence[EvalRow]]) -> list[str]:
+        """Append rows of unfinished runs this instance owns (progress a report can show
+        live) and refresh their heartbeat; returns the ids still owned (others are skipped)."""
+        with self._tx():
+            owned = self._owned(rows)
+            self._insert_rows({rid: rows[rid] for rid in owned})
+        return owned
 
-    def finish(self, rows: dict[str, Sequence[EvalRow]], curves: dict[str, Sequence[EvalRow]],
-               wall_s: float) -> None:
-        """Write the remaining rows and final metrics and mark the runs finished, atomically."""
+    def finish(self, rows: Mapping[str, Sequence[EvalRow]],
+               curves: Mapping[str, Sequence[EvalRow]], wall_s: float) -> list[str]:
+        """Write the remaining rows and final metrics and mark the runs finished, atomically.
+
+        Only runs this instance still owns are written; returns the ids it finished.
+        """
         now = time.time()
-        with self.db:
-            self._insert_rows(rows)
-            for run_id, curve in curves.items():
-                m = final_metrics(curve)
+        with self._tx():
+            owned = self._owned(list(dict.fromkeys([*rows, *curves])))
+            self._insert_rows({rid: rows[rid] for rid in owned if rid in rows})
+            done = [rid for rid in owned if rid in curves]
+            for rid in done:
+                m = final_metrics(curves[rid])
                 self.db.execute(
                     "UPDATE runs SET status='finished', finished=?, wall_s=?, "
                     + ", ".join(f"{k}=?" for k in FINAL_METRICS) + " WHERE id=?",
-                    (now, wall_s, *(m[k] for k in FINAL_METRICS), run_id),
-                )
+                    (now, wall_s, *(m[k] for k in FINAL_METRICS), rid))
+        return done
+
+    def release(self, run_ids: Iterable[str] | None = None) -> None:
+        """Give back unfinished runs this instance owns (all of them by default), e.g. when
+        interrupted, so another process can claim them at once."""
+        sql = "UPDATE runs SET owner=NULL, heartbeat=NULL WHERE owner=? AND status='running'"
+        with self._tx():
+            if run_ids is None:
+                self.db.execute(sql, (self.owner,))
+            else:
+                self.db.executemany(sql + " AND id=?", [(self.owner, rid) for rid in run_ids])
 
     def record_study(self, name: str, definition: dict[str, Any], environment: dict[str, Any],
                      members: Sequence[tuple[str, str]]) -> None:
-        """Create or update study ``name`` with its (run id, label) members, atomically."""
+        """Create or update study ``name`` with its (run id, label) members, atomically (a run
+        listed twice, e.g. two values of a setting it ignores, is a member once: the first)."""
         now = time.time()
-        with self.db:
+        with self._tx():
             self.db.execute(
                 "INSERT INTO studies (name, definition, environment, created, updated) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
@@ -140,20 +366,41 @@ class Store:
                 (name, json.dumps(definition), json.dumps(environment), now, now),
             )
             self.db.execute("DELETE FROM study_runs WHERE study=?", (name,))
-            self.db.executemany("INSERT INTO study_runs VALUES (?, ?, ?, ?)",
+            self.db.executemany("INSERT OR IGNORE INTO study_runs VALUES (?, ?, ?, ?)",
                                 [(name, i, rid, label) for i, (rid, label) in enumerate(members)])
 
     def add_study_time(self, name: str, wall_s: float) -> None:
         """Add an invocation's wall time to study ``name``."""
-        with self.db:
+        with self._tx():
             self.db.execute("UPDATE studies SET wall_s = wall_s + ?, updated = ? WHERE name=?",
                             (wall_s, time.time(), name))
 
-    def _insert_rows(self, rows: dict[str, Sequence[EvalRow]]) -> None:
+    def _held(self, row: sqlite3.Row, now: float) -> bool:
+        """Whether another owner is training this run: fresh heartbeat, process alive."""
+        owner, beat = row["owner"], row["heartbeat"]
+        if row["status"] != "running" or owner is None or owner == self.owner:
+            return False
+        return beat is not None and now - beat < STALE_S and _process_alive(owner)
+
+    def _owned(self, run_ids: Iterable[str]) -> list[str]:
+        """The running runs among ``run_ids`` this instance owns, heartbeat refreshed."""
+        now = time.time()
+        owned = [rid for rid in run_ids if self.db.execute(
+            "SELECT 1 FROM runs WHERE id=? AND owner=? AND status='running'",
+            (rid, self.owner)).fetchone()]
+        self.db.executemany("UPDATE runs SET heartbeat=? WHERE id=?", [(now, r) for r in owned])
+        return owned
+
+    def _insert_rows(self, rows: Mapping[str, Sequence[EvalRow]]) -> None:
         self.db.executemany(
             "INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?)",
             [(rid, r.step, r.train_loss, r.train_acc, r.val_loss, r.val_acc)
              for rid, rs in rows.items() for r in rs],
+        )
+        self.db.executemany(  # getattr: an engine row without extras writes none
+            "INSERT INTO metrics VALUES (?, ?, ?, ?)",
+            [(rid, r.step, name, float(value)) for rid, rs in rows.items() for r in rs
+             for name, value in getattr(r, "extra", {}).items()],
         )
 
     # -- reads ------------------------------------------------------------------------------
@@ -162,19 +409,35 @@ class Store:
         return None if row is None else row["status"]
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every run: id, label, status, the spec's fields, timing and final metrics."""
+        """Every run: id, label, status, the spec's fields, semantics, timing and final
+        metrics (not the claim's owner and heartbeat)."""
         out = []
         for row in self.db.execute("SELECT * FROM runs ORDER BY started, id"):
             d = dict(row)
             spec = json.loads(d.pop("spec"))
+            del d["owner"], d["heartbeat"]
             out.append({"id": d.pop("id"), **spec, **d})
         return out
 
     def curve(self, run_id: str) -> list[EvalRow]:
+        """The run's evaluated steps in order, each with its named metrics as ``extra``."""
+        extra: dict[int, dict[str, float]] = defaultdict(dict)
+        for step, name, value in self.metrics(run_id):
+            extra[step][name] = value
         rows = self.db.execute(
             "SELECT step, train_loss, train_acc, val_loss, val_acc FROM curves "
             "WHERE run_id=? ORDER BY step", (run_id,))
-        return [EvalRow(*r) for r in rows]
+        return [EvalRow(*r, extra=extra.get(r[0], {})) for r in rows]
+
+    def metrics(self, run_id: str) -> list[tuple[int, str, float]]:
+        """The run's named metrics as (step, name, value), ordered by step and name."""
+        rows = self.db.execute("SELECT step, name, value FROM metrics WHERE run_id=? "
+                               "ORDER BY step, name", (run_id,))
+        return [tuple(r) for r in rows]
+
+    def metric_names(self) -> list[str]:
+        """Every metric name in the store, sorted."""
+        return [r[0] for r in self.db.execute("SELECT DISTINCT name FROM metrics ORDER BY name")]
 
     def studies(self) -> list[dict[str, Any]]:
         """Every recorded study: name, definition, environment, wall time, in creation order."""

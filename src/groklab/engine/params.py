@@ -43,6 +43,14 @@ class FlatParams:
         R = self.flat.shape[0]
         return torch.cat([g.reshape(R, -1) for g in grads], dim=1, out=out)
 
+    def select(self, keep: Sequence[int]) -> FlatParams:
+        """A new buffer holding only the runs at positions ``keep`` (same layout)."""
+        flat = self.flat.detach()[list(keep)].clone()
+        R = flat.shape[0]
+        views = {n: flat[:, a:b].view(R, *v.shape[1:]).requires_grad_()
+                 for (n, (a, b)), v in zip(self.offsets.items(), self.views.values(), strict=True)}
+        return FlatParams(flat, views, dict(self.offsets))
+
     def run(self, r: int) -> dict[str, torch.Tensor]:
         """Run ``r``'s parameters as a plain dict (copies)."""
         return {n: v[r].detach().clone() for n, v in self.views.items()}

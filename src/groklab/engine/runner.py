@@ -10,7 +10,9 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from groklab.engine.cohort import EvalRow, train_cohort
+from groklab.engine.cohort import train_cohort
+from groklab.engine.records import EvalRow
+from groklab.engine.state import Hook
 from groklab.spec import RunSpec
 
 FLUSH_EVERY = 50  # evaluations between writes of live curves to the store
@@ -43,11 +45,13 @@ def run_specs(
     progress: bool = True,
     overall: bool = False,
     compile: bool = False,
+    hooks: Sequence[Hook] = (),
 ) -> dict[str, int]:
     """Train every spec not already finished in ``out``'s store. Returns run counts.
 
     ``overall`` adds a bar over all runs (runs done, current cohort, ETA) above the
-    per-cohort bar: what a study of many cohorts shows. ``compile``: see ``train_cohort``.
+    per-cohort bar: what a study of many cohorts shows. ``compile`` and ``hooks``: see
+    ``train_cohort``. Runs that another live process is training are left to it.
     """
     from groklab.store import Store  # the store reads EvalRow from the engine
 
@@ -63,16 +67,21 @@ def run_specs(
         bar = _overall_bar(n_todo, enabled=progress and overall and n_todo > 0)
         done = 0
         for i, cohort in enumerate(todo, 1):
+            claimed = store.begin(cohort, device)
+            if claimed is not None:  # runs another live process trains are left to it
+                cohort = list(claimed)
+            if not cohort:
+                continue
             ids = [s.run_id for s in cohort]
-            store.begin(cohort, device)
             pending: dict[str, list[EvalRow]] = {rid: [] for rid in ids}
             evals = 0
 
-            def on_eval(step: int, rows: list[EvalRow], ids=ids, pending=pending,
+            def on_eval(step: int, rows: list[EvalRow | None], ids=ids, pending=pending,
                         base=done, steps=cohort[0].steps) -> None:
                 nonlocal evals
                 for rid, row in zip(ids, rows, strict=True):
-                    pending[rid].append(row)
+                    if row is not None:
+                        pending[rid].append(row)
                 evals += 1
                 _advance(bar, base + len(ids) * step / steps)
                 if evals % FLUSH_EVERY == 0:
@@ -84,7 +93,7 @@ def run_specs(
             desc = f"[{i}/{len(todo)}] {cohort[0].task} ×{len(cohort)}"
             bar.set_description_str(f"runs, cohort {desc}")
             curves = train_cohort(cohort, device, on_eval=on_eval, progress=progress, desc=desc,
-                                  compile=compile)
+                                  compile=compile, hooks=hooks)
             store.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
             done += len(cohort)
             _advance(bar, done)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from groklab.models.base import CohortModel, GroupRules
+from groklab.models.base import CohortModel, GroupRules, RunRandom
 from groklab.models.transformer import Transformer
 
 if TYPE_CHECKING:
@@ -25,8 +25,9 @@ def build_model(spec: RunSpec, task: TaskData) -> CohortModel:
             d_model=spec.d_model,
             n_heads=spec.n_heads,
             d_ff=spec.d_ff or 4 * spec.d_model,
+            legacy_init=spec.semantics == 1,
         )
     raise ValueError(f"unknown model {spec.model!r}; known: {', '.join(MODEL_NAMES)}")
 
 
-__all__ = ["CohortModel", "GroupRules", "Transformer", "build_model", "MODEL_NAMES"]
+__all__ = ["CohortModel", "GroupRules", "RunRandom", "Transformer", "build_model", "MODEL_NAMES"]

@@ -1,10 +1,10 @@
-"""The paper's decoder-only Transformer (SPEC §3), written over stacked per-run parameters.
+"""The paper's decoder-only Transformer (docs/protocol.md §3) over stacked per-run parameters.
 
 Post-norm blocks ``x = LN(x + Attn(x)); x = LN(x + FFN(x))``, causal attention, GELU FFN, learned
 token + position embeddings, final LayerNorm and a linear head read at the last position.
 Weights are stored input-major (``[in, out]``) so a linear layer is ``x @ W``.
 
-The last block computes only what the prediction reads (ARCHITECTURE decision 5): keys and
+The last block computes only what the prediction reads (docs/design.md, decision 5): keys and
 values for every position, but the query, attention output and FFN only at the last one.
 """
 
@@ -16,8 +16,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from groklab.models.base import GroupRules
+from groklab.models.base import GroupRules, RunRandom
 from groklab.models.stacked import embed, layer_norm, linear, uniform_
+from groklab.optim.layout import ParamInfo
 
 
 @dataclass(frozen=True)
@@ -30,10 +31,15 @@ class Transformer:
     n_heads: int = 4
     d_ff: int = 512
     prune_last: bool = True
+    legacy_init: bool = False  # semantics version 1: every linear U(±1/√fan_in)
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+
+    @property
+    def n_blocks(self) -> int:
+        return self.n_layers
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         D, F_ = self.d_model, self.d_ff
@@ -60,8 +66,29 @@ class Transformer:
                 "head.bias": (self.n_classes,)}
         return out
 
+    def param_info(self) -> dict[str, ParamInfo]:
+        """Every parameter's shape, kind and depth (block index; -1 embeddings, L the head)."""
+        out = {}
+        for name, shape in self.shapes().items():
+            if name.endswith("_emb"):
+                kind, depth = "embedding", -1
+            else:
+                depth = int(name.split(".")[1]) if name.startswith("blocks.") else self.n_layers
+                leaf = name.rsplit(".", 2)[-2]
+                kind = "norm" if leaf.startswith("ln") else (
+                    "matrix" if name.endswith("weight") else "bias")
+            out[name] = ParamInfo(shape, kind, depth)
+        return out
+
     def init(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        """PyTorch defaults: N(0, 1) embeddings, U(±1/sqrt(fan_in)) linears, LN = (1, 0)."""
+        """One run's initial parameters (docs/protocol.md §3), as torch.nn builds the reference.
+
+        Embeddings N(0, 1); attention in-projection (q, k, v) Xavier-uniform over the whole
+        ``[3D, D]`` matrix with zero bias and out-projection U(±1/√fan_in) with zero bias (as
+        ``nn.MultiheadAttention``); FFN and head U(±1/√fan_in) weight and bias (``nn.Linear``);
+        LayerNorm (1, 0). ``legacy_init`` (semantics version 1): every linear, attention
+        included, U(±1/√fan_in) for weight and bias.
+        """
         params: dict[str, torch.Tensor] = {}
         shapes = self.shapes()
         for name, shape in shapes.items():
@@ -70,6 +97,12 @@ class Transformer:
                 t.normal_(generator=generator)
             elif ".ln" in name or name.startswith("ln_"):
                 t.fill_(1.0 if name.endswith("weight") else 0.0)
+            elif not self.legacy_init and ".attn." in name and name.endswith("bias"):
+                t.zero_()
+            elif not self.legacy_init and name.endswith("attn.qkv.weight"):
+                D = shape[0]
+                bound = math.sqrt(6.0 / (D + 3 * D))  # xavier: fan_in D, fan_out 3D
+                t.uniform_(-bound, bound, generator=generator)
             else:  # linear weight [in, out] or its bias: fan_in is the weight's first axis
                 fan_in = shapes[name.rsplit(".", 1)[0] + ".weight"][0]
                 uniform_(t, fan_in, generator)
@@ -85,7 +118,13 @@ class Transformer:
             (r".*", "higher"),
         )
 
-    def forward(self, params: dict[str, torch.Tensor], tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, params: dict[str, torch.Tensor], tokens: torch.Tensor, *,
+                train: bool = False, rng: RunRandom | None = None) -> torch.Tensor:
+        """tokens ``[R, B, T]`` -> logits ``[R, B, n_classes]`` at the last position.
+
+        ``train`` and ``rng`` (per-run random streams) are for stochastic layers; this model
+        has none, so training and evaluation compute the same function.
+        """
         T = tokens.shape[-1]
         x = embed(params["tok_emb"], tokens) + params["pos_emb"][:, None, :T]
         last = self.n_layers - 1

@@ -1,9 +1,13 @@
-"""Layer-wise learning rates (SPEC §5): named configurations and parameter-name → group rules."""
+"""Layer-wise learning rates (docs/protocol.md §5): the named configurations and ``--lr`` text.
+
+A configuration is a rate per group of the default grouping (embedding, lower, higher); a
+user's own grouping rules (regex → group) may name any groups (``RunSpec.group_rules`` with
+``lr`` as a table of rates per group); ``optim.layout.assign_groups`` applies the rules.
+"""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
+from groklab.optim.layout import assign_groups
 
 GROUPS = ("embedding", "lower", "higher")
 
@@ -39,20 +43,9 @@ def parse_lr(text: str) -> tuple[str | None, tuple[float, float, float]]:
         rates *= 3
     if len(rates) != 3:
         raise ValueError(f"--lr {text!r}: give one rate or three (embedding,lower,higher)")
-    if any(not r > 0 for r in rates):
-        raise ValueError(f"--lr {text!r}: learning rates must be positive")
+    if any(not (0 < r < float("inf")) for r in rates):
+        raise ValueError(f"--lr {text!r}: learning rates must be positive finite numbers")
     return None, (rates[0], rates[1], rates[2])
 
 
-def assign_groups(names: Iterable[str], rules: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Map each parameter name to a group: the first rule whose regex matches it wins."""
-    compiled = [(re.compile(pattern), group) for pattern, group in rules]
-    out: dict[str, str] = {}
-    for name in names:
-        for pattern, group in compiled:
-            if pattern.search(name):
-                out[name] = group
-                break
-        else:
-            raise ValueError(f"no group rule matches parameter {name!r}")
-    return out
+__all__ = ["GROUPS", "LR_CONFIGS", "assign_groups", "parse_lr"]

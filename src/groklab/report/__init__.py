@@ -2,7 +2,7 @@
 
 from groklab.report.build import ReportFiles, summary_table, write_report
 from groklab.report.data import StudyData, load_studies
-from groklab.report.tables import censored_note, summarize, wide
+from groklab.report.tables import censored_note, settings_note, summarize, wide
 
-__all__ = ["ReportFiles", "StudyData", "censored_note", "load_studies", "summarize",
-           "summary_table", "wide", "write_report"]
+__all__ = ["ReportFiles", "StudyData", "censored_note", "load_studies",
+           "settings_note", "summarize", "summary_table", "wide", "write_report"]

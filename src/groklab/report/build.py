@@ -13,7 +13,7 @@ import pandas as pd
 from groklab.report.data import StudyData, load_studies
 from groklab.report.document import Block, Code, Figure, Heading, Paragraph, Table, to_markdown
 from groklab.report.html import to_html
-from groklab.report.tables import METRICS, censored_note, summarize, wide
+from groklab.report.tables import METRICS, censored_note, settings_note, summarize, wide
 from groklab.spec import RunSpec
 
 
@@ -72,13 +72,19 @@ def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path
     if summary.empty:
         return blocks + [Paragraph("No finished runs yet.")], []
     for metric, (title, _) in METRICS.items():
-        note = censored_note(summary) if metric == "step_val_acc_99" else None
-        blocks.append(Table(wide(summary, metric), title, note))
+        blocks.append(Table(wide(summary, metric), title, _table_note(summary, metric)))
     made = _figures(study, root)
     blocks.append(Heading("Figures", 3))
     blocks += [Figure(str(p.relative_to(root)), caption) for p, caption in made]
     blocks += _settings(study)
     return blocks, [p for p, _ in made]
+
+
+def _table_note(summary: pd.DataFrame, metric: str) -> str | None:
+    """The notes under ``metric``'s table (paragraphs): censored runs, differing settings."""
+    notes = [censored_note(summary) if metric == "step_val_acc_99" else None,
+             settings_note(summary)]
+    return "\n\n".join(n for n in notes if n) or None
 
 
 def _counts(study: StudyData) -> str:

@@ -1,13 +1,25 @@
-"""Read what a report shows from the store alone (ARCHITECTURE decision 6)."""
+"""Read what a report shows from the store alone (docs/design.md, decision 6).
+
+Runs are seeds of one configuration only when every setting but the seed is equal: each
+run carries its settings key (``groklab.spec.comparable_settings``), and where one task's
+configuration label holds runs of more than one key, each group's label is extended with
+the settings that tell them apart, e.g. ``baseline (p=59)`` and ``baseline (p=97)``. Runs
+of an older semantics version are always tagged with it, e.g. ``baseline [v1]``. The
+label as recorded stays in column ``label_base``.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from groklab.spec import SEMANTICS, RunSpec, comparable_settings
 from groklab.store import Store
 
 CURVE_COLUMNS = ["step", "train_loss", "train_acc", "val_loss", "val_acc"]
@@ -15,7 +27,12 @@ CURVE_COLUMNS = ["step", "train_loss", "train_acc", "val_loss", "val_acc"]
 
 @dataclass(frozen=True)
 class StudyData:
-    """One study's runs (one row each, ``config`` = its label) and finished runs' curves."""
+    """One study's runs (one row each, ``config`` = its label) and finished runs' curves.
+
+    ``runs`` also holds ``label_base`` (the label as recorded), ``settings`` (the settings
+    key: runs with equal keys are seeds of one configuration) and ``semantics`` (1 where a
+    run predates the field).
+    """
 
     name: str
     definition: dict[str, Any] | None
@@ -44,7 +61,8 @@ def load_studies(path: str | Path) -> list[StudyData]:
 
 def _study(store: Store, runs: dict[str, dict], name: str, members: list[tuple[str, str]],
            row: dict[str, Any] | None) -> StudyData:
-    present = [{**runs[rid], "config": label} for rid, label in members if rid in runs]
+    present = label_runs([{**runs[rid], "config": label} for rid, label in members
+                          if rid in runs])
     frame = pd.DataFrame(present)
     parts = [pd.DataFrame(store.curve(r["id"]), columns=CURVE_COLUMNS).assign(
                  run_id=r["id"], config=r["config"], task=r["task"], seed=r["seed"])
@@ -54,3 +72,104 @@ def _study(store: Store, runs: dict[str, dict], name: str, members: list[tuple[s
     return StudyData(name=name, definition=row and row["definition"],
                      environment=row and row["environment"], wall_s=row and row["wall_s"],
                      runs=frame, curves=curves, pending=len(members) - len(present))
+
+
+# -- settings keys and labels ---------------------------------------------------------------
+def label_runs(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``rows`` (run rows with ``task`` and ``config``) with ``semantics`` filled
+    in, ``settings`` added and ``config`` made unique per settings key (see the module
+    docstring); the label as given moves to ``label_base``."""
+    out = [_with_settings(r) for r in rows]
+    by_config: dict[tuple[str, str], list[str]] = {}
+    for r in out:
+        keys = by_config.setdefault((r["task"], r["label_base"]), [])
+        if r["settings"] not in keys:
+            keys.append(r["settings"])
+    for r in out:
+        keys = by_config[(r["task"], r["label_base"])]
+        r["config"] = config_label(r["label_base"], r["settings"], r["semantics"],
+                                   differing_settings(keys) if len(keys) > 1 else [])
+    return out
+
+
+def _with_settings(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` with ``label_base``, ``semantics`` (missing: 1) and ``settings``."""
+    semantics = row.get("semantics")
+    semantics = 1 if semantics is None or pd.isna(semantics) else int(semantics)
+    out = {**row, "label_base": row["config"], "semantics": semantics}
+    out["settings"] = settings_key(out)
+    return out
+
+
+def settings_key(row: dict[str, Any]) -> str:
+    """The run's settings key; a row that no longer makes a valid spec (a task since
+    removed, say) falls back to its recorded fields, so the report still shows it."""
+    try:
+        return comparable_settings(row)
+    except (ValueError, TypeError):
+        fields = {k: v for k, v in row.items() if k in RunSpec.model_fields
+                  and k not in ("seed", "lr_name") and not _missing(v)}
+        return json.dumps(fields, sort_keys=True, default=str)
+
+
+def config_label(base: str, key: str, semantics: int, names: list[str]) -> str:
+    """``base`` with the run's values of ``names`` (those it uses) and, for an older
+    semantics version, ``[v<version>]``: "baseline (p=59, steps=500) [v1]"."""
+    settings, ignored = json.loads(key), ignored_settings(key)
+    shown = [f"{n}={show(settings.get(n, _default(n)))}" for n in names if n not in ignored]
+    label = f"{base} ({', '.join(shown)})" if shown else base
+    return f"{label} [v{semantics}]" if semantics < SEMANTICS else label
+
+
+def differing_settings(keys: list[str], skip: Iterable[str] = ("semantics",)) -> list[str]:
+    """The settings whose values differ between the settings ``keys``, in name order.
+
+    A setting counts only among the keys whose runs use it: a setting one run ignores
+    (normalised in its key, such as ``p`` for the permutation task) never differs.
+    """
+    return [n for n, values in setting_values(keys, skip).items() if len(values) > 1]
+
+
+def setting_values(keys: list[str], skip: Iterable[str] = ()) -> dict[str, list[Any]]:
+    """Per setting (by name), the distinct values the runs of ``keys`` that use it hold,
+    in order of first appearance."""
+    values: dict[str, list[Any]] = {}
+    parsed = [(json.loads(k), ignored_settings(k)) for k in keys]
+    names = sorted({n for settings, _ in parsed for n in settings} - set(skip))
+    for name in names:
+        for settings, ignored in parsed:
+            value = settings.get(name, _default(name))
+            seen = values.setdefault(name, [])
+            if name not in ignored and value not in seen:
+                seen.append(value)
+    return values
+
+
+@lru_cache(maxsize=4096)
+def ignored_settings(key: str) -> frozenset[str]:
+    """The settings the runs of settings ``key`` ignore (none if it is not a valid spec)."""
+    try:
+        return frozenset(RunSpec(**json.loads(key)).ignored())
+    except (ValueError, TypeError):
+        return frozenset()
+
+
+def show(value: Any) -> str:
+    """A setting's value as labels and notes show it: floats with ``:g``."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list | tuple):
+        return "(" + ", ".join(map(show, value)) + ")"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}={show(v)}" for k, v in value.items()) + "}"
+    return str(value)
+
+
+def _default(name: str) -> Any:
+    """What a setting missing from a settings key holds: its default (None if unknown)."""
+    field = RunSpec.model_fields.get(name)
+    return None if field is None else json.loads(json.dumps(field.default))
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and pd.isna(value))

@@ -22,7 +22,7 @@ class Paragraph:
 class Table:
     frame: pd.DataFrame  # the index is the first column
     caption: str = ""
-    note: str | None = None
+    note: str | None = None  # paragraphs separated by blank lines; `code` spans allowed
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Figures (SPEC §8): curves against steps, one line per configuration, ±stderr bands."""
+"""Figures (docs/protocol.md §8): curves against steps, a line per configuration, ±stderr bands."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ def _table(b: Table) -> str:
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                    for row in body)
     caption = f"<caption>{html.escape(b.caption)}</caption>" if b.caption else ""
-    note = f'<p class="note">{html.escape(b.note)}</p>' if b.note else ""
+    notes = b.note.split("\n\n") if b.note else []
+    note = "".join(f'<p class="note">{_inline(n)}</p>' for n in notes)
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{note}"
 
 

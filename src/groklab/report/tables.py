@@ -1,13 +1,17 @@
-"""Tables (SPEC §8): mean ± stderr over seeds by task (rows) and configuration (columns).
+"""Tables (docs/protocol.md §8): mean ± stderr over seeds by task (rows) and configuration.
 
 stderr = sample standard deviation / √n (undefined for one seed: shown without ±). A run
 that never reaches 99 % validation accuracy counts as its step budget and is flagged.
+Only runs with one settings key (every setting but the seed equal) are averaged together;
+a column whose rows hold differing settings says so in a note.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from groklab.report.data import setting_values, settings_key, show
 
 # metric -> (title, number format)
 METRICS: dict[str, tuple[str, str]] = {
@@ -18,24 +22,39 @@ METRICS: dict[str, tuple[str, str]] = {
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, config) over finished runs: n, ``<metric>_mean``/``_stderr``,
-    ``censored`` (runs that never reached 99 %) and ``steps`` (the budget)."""
+    """One row per (task, config, settings key) over finished runs: n, ``<metric>_mean`` /
+    ``_stderr``, ``censored`` (runs that never reached 99 %), ``steps`` (the budget) and
+    ``settings``. Runs without a ``settings`` column get their keys here; labels are left
+    as given (``data.label_runs`` tells differing settings apart), so two settings under
+    one label are an error rather than an average."""
     columns = ["task", "config", "n", "steps", "censored"]
-    columns += [f"{m}_{s}" for m in METRICS for s in ("mean", "stderr")]
+    columns += [f"{m}_{s}" for m in METRICS for s in ("mean", "stderr")] + ["settings"]
     if runs.empty or not (runs["status"] == "finished").any():
         return pd.DataFrame(columns=columns)
+    if "settings" not in runs.columns:
+        runs = runs.assign(settings=[settings_key(r) for r in runs.to_dict("records")])
     df = runs[runs["status"] == "finished"].copy()
     reached = pd.to_numeric(df["step_val_acc_99"], errors="coerce")
     df["censored"] = reached.isna()
     df["step_val_acc_99"] = reached.fillna(df["steps"]).astype(float)
-    g = df.groupby(["task", "config"], sort=False)
+    g = df.groupby(["task", "config", "settings"], sort=False)
     out = g.size().rename("n").to_frame()
     out["steps"] = g["steps"].max()
     out["censored"] = g["censored"].sum().astype(int)
     for m in METRICS:
         out[f"{m}_mean"] = g[m].mean()
         out[f"{m}_stderr"] = g[m].std(ddof=1) / np.sqrt(out["n"])
-    return out.reset_index()[columns]
+    return _one_key_per_cell(out.reset_index()[columns])
+
+
+def _one_key_per_cell(summary: pd.DataFrame) -> pd.DataFrame:
+    """``summary``, after checking that no (task, config) cell holds two settings keys."""
+    clash = summary[summary.duplicated(["task", "config"], keep=False)]
+    if not clash.empty:
+        cells = ", ".join(sorted({f"{r.task} / {r.config}" for r in clash.itertuples()}))
+        raise ValueError(f"runs with different settings share a label ({cells}); label them "
+                         "with groklab.report.data.label_runs before summarising")
+    return summary
 
 
 def wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -64,3 +83,25 @@ def censored_note(summary: pd.DataFrame) -> str | None:
                       for r in flagged.itertuples(index=False))
     return ("* Some runs never reached 99 % validation accuracy and count as the step "
             f"budget ({', '.join(str(s) for s in dict.fromkeys(flagged['steps']))}): {cells}.")
+
+
+def settings_note(summary: pd.DataFrame) -> str | None:
+    """The note for columns whose rows (tasks) hold differing settings (other than the task
+    and settings a task ignores): per such column, the settings and their values."""
+    parts = []
+    for config, rows in summary.groupby("config", sort=False):
+        values = setting_values(list(dict.fromkeys(rows["settings"])), ("task", "semantics"))
+        differing = [f"{name} ({', '.join(map(show, _ordered(v)))})"
+                     for name, v in values.items() if len(v) > 1]
+        if differing:
+            parts.append(f"Column `{config}` holds differing settings across tasks: "
+                         f"{'; '.join(differing)}.")
+    return " ".join(parts) or None
+
+
+def _ordered(values: list) -> list:
+    """``values`` sorted where they compare (numbers, text), else as given."""
+    try:
+        return sorted(values)
+    except TypeError:
+        return values

@@ -18,6 +18,7 @@ TOML layout (every key optional except ``name`` for a file without a useful stem
     lr = "baseline"
     [variants.mine]
     lr = [8e-4, 2e-3, 3e-3]         # a configuration name, one rate, or (e, l, h)
+    grad_clip = 1.0                 # any RunSpec field (docs/protocol.md; README settings)
 
 A run's label (the report's column) is its variant's name followed by ``key=value`` for
 each grid axis other than ``task``; without variants and axes, the lr name or rates.
@@ -27,6 +28,7 @@ Everything is checked when the study is built: errors name the file, the key and
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -153,8 +155,15 @@ class Study:
             raise StudyError(self.source, key, reason) from None
 
 
-def _rates(value: Any, source: str, key: str) -> tuple[str | None, tuple[float, float, float]]:
-    """An lr value: a configuration name, one rate, or three rates (embedding, lower, higher)."""
+def _rates(value: Any, source: str, key: str
+           ) -> tuple[str | None, tuple[float, float, float] | dict[str, float]]:
+    """An lr value: a configuration name, one rate, three rates (embedding, lower, higher),
+    or a table of rates per group (for a study's own ``group_rules``)."""
+    if isinstance(value, dict):
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and 0 < v < math.inf
+                   for v in value.values()):
+            raise StudyError(source, key, f"rates must be positive finite numbers, got {value!r}")
+        return None, {str(k): float(v) for k, v in value.items()}
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = [value]
     if isinstance(value, list | tuple):
@@ -182,6 +191,8 @@ def _show(v: Any) -> str:
         return f"{v:g}"
     if isinstance(v, list | tuple):
         return ",".join(_show(x) for x in v)
+    if isinstance(v, dict):
+        return ",".join(f"{k}={_show(x)}" for k, x in v.items())
     return str(v)
 
 

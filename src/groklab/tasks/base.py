@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import torch
 
-# Symbol tokens come first in every vocabulary (SPEC §2); group elements follow.
+# Symbol tokens come first in every vocabulary (docs/protocol.md §2); group elements follow.
 OP_TOKEN = 0
 EQ_TOKEN = 1
 N_SYMBOLS = 2
@@ -41,7 +43,12 @@ _REGISTRY: dict[str, TaskBuilder] = {}
 
 
 def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
-    """Decorator: register ``builder(p=..., k=...) -> TaskData`` under ``name``."""
+    """Decorator: register ``builder(**settings) -> TaskData`` under ``name``.
+
+    The builder's keyword parameters (``p``, ``k``, ...) are the settings the task takes;
+    a run's other task settings are ignored and do not change its id. End the signature
+    with ``**_`` to accept (and ignore) the others.
+    """
 
     def wrap(builder: TaskBuilder) -> TaskBuilder:
         _REGISTRY[name] = builder
@@ -54,16 +61,25 @@ def task_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-@lru_cache(maxsize=32)
-def build_task(name: str, *, p: int = 97, k: int = 5) -> TaskData:
-    """Build task ``name`` (cached); builders take the settings they need from ``p`` and ``k``."""
+def task_builder(name: str) -> TaskBuilder:
+    """The registered builder of task ``name``; its keyword parameters are the task's settings."""
     if name not in _REGISTRY:
         raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
-    return _REGISTRY[name](p=p, k=k)
+    return _REGISTRY[name]
+
+
+@lru_cache(maxsize=32)
+def build_task(name: str, **settings: Any) -> TaskData:
+    """Build task ``name`` (cached) from the settings its builder takes; others are ignored."""
+    builder = task_builder(name)
+    params = inspect.signature(builder).parameters
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD and p.name != "_"
+                    for p in params.values())
+    return builder(**{k: v for k, v in settings.items() if takes_all or k in params})
 
 
 def binary_task(name: str, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, n: int) -> TaskData:
-    """Encode ``a ∘ b = c`` over ``n`` group elements as ``[a, op, b, =] -> c`` (SPEC §2)."""
+    """Encode ``a ∘ b = c`` over ``n`` elements as ``[a, op, b, =] -> c`` (docs/protocol.md §2)."""
     a, b = a.long(), b.long()
     op = torch.full_like(a, OP_TOKEN)
     eq = torch.full_like(a, EQ_TOKEN)

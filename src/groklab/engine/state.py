@@ -1,0 +1,293 @@
+"""The training state of one cohort: R runs that share task and model shape, stepped as ONE
+stacked computation (docs/design.md, decisions 2-4 and 11).
+
+``CohortState`` owns everything a cohort's training needs: per-run splits (ragged sizes
+allowed), the flat ``[R, N]`` parameters and their layout, the optimiser chain and its rate
+policy, the sampler, per-run noise streams and the objective. ``step`` does one update of
+every run; ``evaluate`` returns each run's named metrics and runs the evaluation hooks,
+which may add metrics and retire runs (early stop, pruning); ``state_dict`` /
+``load_state_dict`` save and restore all of it. Nothing a run computes depends on its
+cohort mates: split, init, batches and noise come from its own seed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from groklab.engine.host import keep_freed_memory
+from groklab.engine.objective import LastTokenClassification, Objective
+from groklab.engine.params import FlatParams
+from groklab.engine.records import EvalRow
+from groklab.engine.sampler import UniformSampler, noise_seed, run_generators
+from groklab.models import CohortModel, RunRandom, build_model
+from groklab.optim import ParamLayout, build_optimizer
+from groklab.spec import RunSpec
+from groklab.tasks import TaskData, build_task, split_indices
+
+# On a CPU, evaluation goes through the split in slices of about this many sequences (summed
+# over the cohort): activations then stay a few MiB, so the allocator reuses warm memory. One
+# pass over a 4,656-example split allocates 38 MiB per FFN activation, which glibc serves
+# with fresh pages every time; measured on 2 cores, x_div_y p=97: 211 ms per evaluation in
+# one pass, 97 ms in slices of 512 (the matmuls alone need 53-68 ms at the measured peak).
+CPU_EVAL_SEQUENCES = 1024
+# On an accelerator one pass is fastest; slices only bound its memory.
+GPU_EVAL_SEQUENCES = 1 << 18
+
+# (params, tokens [R, B, T], targets [R, B], train, rng) -> per-example loss, metrics [R, B]
+ExampleFn = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
+
+
+@dataclass
+class HookResult:
+    """What an evaluation hook returns: extra named per-run metrics (``[R]`` each) and the
+    positions (in the current cohort) of runs to retire."""
+
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    retire: Sequence[int] = ()
+
+
+# hook(state, step, metrics name -> [R]) -> HookResult or None
+Hook = Callable[["CohortState", int, dict[str, torch.Tensor]], "HookResult | None"]
+
+
+def stop_when(metric: str = "val_acc", above: float = 0.99) -> Hook:
+    """A hook that retires every run whose ``metric`` exceeds ``above`` (early stop)."""
+
+    def hook(state: CohortState, step: int, metrics: dict[str, torch.Tensor]) -> HookResult:
+        done = (metrics[metric] > above).nonzero().flatten().tolist()
+        return HookResult(retire=done)
+
+    return hook
+
+
+def eval_chunk(n_runs: int, device: torch.device) -> int:
+    """Examples per run in one evaluation slice."""
+    budget = CPU_EVAL_SEQUENCES if device.type == "cpu" else GPU_EVAL_SEQUENCES
+    return max(1, budget // n_runs)
+
+
+def _autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def make_example_fn(model: CohortModel, objective: Objective, device: torch.device,
+                    precision: str = "fp32", compile: bool = False) -> ExampleFn:
+    """Forward (under autocast for bf16) and the objective's per-example loss and metrics,
+    optionally ``torch.compile``d (fuses the element-wise work around the matmuls; compiles
+    once per shape, so it pays off on long runs, not short ones: README, Speed)."""
+
+    def fn(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor,
+           train: bool = False, rng: RunRandom | None = None):  # noqa: ANN202
+        with _autocast(device, precision):
+            out = model.forward(params, x, train=train, rng=rng)
+        return objective(out, y)
+
+    return torch.compile(fn) if compile else fn
+
+
+def pad_stack(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ragged 1-d index tensors -> ``[R, max]`` (padded with each row's first index) and the
+    ``[R, max]`` float mask of real entries."""
+    width = max(len(r) for r in rows)
+    out = torch.stack([torch.cat([r, r[:1].expand(width - len(r))]) for r in rows])
+    mask = torch.stack([torch.arange(width) < len(r) for r in rows]).float()
+    return out, mask
+
+
+def check_vocabulary(task: TaskData) -> None:
+    """Every token id of the table must lie in the vocabulary (else: ``IndexError``)."""
+    lo, hi = int(task.inputs.min()), int(task.inputs.max())
+    if lo < 0 or hi >= task.vocab_size:
+        raise IndexError(f"task {task.name}: token ids {lo}..{hi} fall outside its vocabulary "
+                         f"0..{task.vocab_size - 1}")
+
+
+class CohortState:
+    """R runs with one cohort key, trained together (see the module docstring)."""
+
+    def __init__(self, specs: Sequence[RunSpec], device: str | torch.device = "cpu", *,
+                 compile: bool = False, hooks: Sequence[Hook] = ()):
+        if not specs:
+            raise ValueError("a cohort needs at least one run")
+        s0 = specs[0]
+        if any(s.cohort_key() != s0.cohort_key() for s in specs):
+            raise ValueError("a cohort's runs must share every setting but the per-run ones "
+                             "(RunSpec.cohort_key)")
+        self.device = device = torch.device(device)
+        if device.type == "cpu":
+            keep_freed_memory()
+        self.specs = list(specs)
+        self.index = list(range(len(specs)))  # position in ``specs`` of each run still here
+        self.steps, self.batch, self.eval_every = s0.steps, s0.batch_size, s0.eval_every
+        self.hooks = list(hooks)
+
+        task = build_task(s0.task, **s0.task_args())
+        check_vocabulary(task)
+        self.model = build_model(s0, task)
+        gens = [run_generators(s.seed) for s in specs]
+        splits = [split_indices(len(task), s.train_fraction, g["split"])
+                  for s, g in zip(specs, gens, strict=True)]
+        train_idx, _ = pad_stack([t for t, _ in splits])
+        val_idx, val_mask = pad_stack([v for _, v in splits])
+        self.train_idx = train_idx.to(device)  # [R, max n_train]
+        self.inputs, self.targets = task.inputs.to(device), task.targets.to(device)
+        self.val_x, self.val_y = self.inputs[val_idx.to(device)], self.targets[val_idx.to(device)]
+        self.val_mask = val_mask.to(device)
+
+        self.params = FlatParams.stack([self.model.init(g["init"]) for g in gens], device)
+        self.layout = ParamLayout.build(self.model.param_info(),
+                                        s0.group_rules or self.model.default_groups(),
+                                        self.model.n_blocks)
+        if list(self.layout.offsets.items()) != list(self.params.offsets.items()):
+            raise RuntimeError("the model's param_info disagrees with its init")
+        self.opt, self.policy = build_optimizer(specs, self.layout, self.params.flat)
+        self.grad = torch.empty_like(self.params.flat)
+        self.sampler = UniformSampler([g["batch"] for g in gens], [len(t) for t, _ in splits],
+                                      self.batch, device)
+        self.rng = RunRandom([noise_seed(g["noise"]) for g in gens], device)
+        self.objective: Objective = LastTokenClassification()
+        self.fn = make_example_fn(self.model, self.objective, device, s0.precision, compile)
+        self.t = 0  # updates done
+        self._reset_sums()
+
+    # -- properties -------------------------------------------------------------------------
+    @property
+    def n_runs(self) -> int:
+        return len(self.index)
+
+    @property
+    def done(self) -> bool:
+        return self.t >= self.steps or not self.index
+
+    def _reset_sums(self) -> None:
+        names = ("loss", *self.objective.metric_names)
+        self.sums = {n: torch.zeros(self.n_runs, device=self.device) for n in names}
+        self.seen = 0
+
+    # -- training ---------------------------------------------------------------------------
+    def train_rows(self) -> torch.Tensor:
+        """The next batch: ``[R, B]`` indices into the task table (from the train splits)."""
+        return self.train_idx.gather(1, self.sampler.next())
+
+    def step(self) -> None:
+        """One update of every run."""
+        rows = self.train_rows()
+        loss, metrics = self.fn(self.params.views, self.inputs[rows], self.targets[rows],
+                                True, self.rng)
+        loss = loss.mean(1)
+        leaves = list(self.params.views.values())
+        grads = torch.autograd.grad(loss.sum(), leaves)
+        self.opt.step(self.params.flatten_grads(grads, self.grad))
+        with torch.no_grad():
+            self.sums["loss"] += loss.detach()
+            for n, v in metrics.items():
+                self.sums[n] += v.mean(1)
+        self.seen += 1
+        self.t += 1
+
+    # -- evaluation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def validate(self) -> dict[str, torch.Tensor]:
+        """Every run's mean loss and metrics over its whole validation split -> name: ``[R]``.
+
+        The split is taken in slices of ``eval_chunk`` examples; padding (ragged splits)
+        has weight zero, so the result is that of one pass over the run's own split.
+        """
+        n = self.val_y.shape[1]
+        chunk = eval_chunk(self.n_runs, self.device)
+        total: dict[str, torch.Tensor] = {}
+        for i in range(0, n, chunk):
+            w = self.val_mask[:, i : i + chunk]
+            loss, metrics = self.fn(self.params.views, self.val_x[:, i : i + chunk],
+                                    self.val_y[:, i : i + chunk], False, None)
+            for name, v in {"loss": loss, **metrics}.items():
+                part = (v * w).sum(1)
+                total[name] = total[name] + part if name in total else part
+        count = self.val_mask.sum(1)
+        return {name: v / count for name, v in total.items()}
+
+    def evaluate(self) -> dict[int, EvalRow]:
+        """Train metrics (mean over the batches since the last evaluation) and validation
+        metrics of every run, plus what the hooks add; runs the hooks ask to retire leave
+        the cohort afterwards. Returns ``{position in specs: row}``."""
+        val = self.validate()
+        seen = max(self.seen, 1)
+        metrics = {f"train_{n}": v / seen for n, v in self.sums.items()}
+        metrics |= {f"val_{n}": v for n, v in val.items()}
+        extra: dict[str, torch.Tensor] = {}
+        retire: set[int] = set()
+        for hook in self.hooks:
+            result = hook(self, self.t, metrics | extra)
+            if result is not None:
+                extra |= result.metrics
+                retire |= set(result.retire)
+        core = torch.stack([metrics[k] for k in ("train_loss", "train_acc", "val_loss",
+                                                  "val_acc")], 1).tolist()
+        extras = {k: torch.as_tensor(v, dtype=torch.float64).flatten().tolist()
+                  for k, v in extra.items()}
+        rows = {pos: EvalRow(self.t, *core[i], extra={k: v[i] for k, v in extras.items()})
+                for i, pos in enumerate(self.index)}
+        self._reset_sums()
+        if retire:
+            self.retire(sorted(retire))
+        return rows
+
+    # -- retiring runs ----------------------------------------------------------------------
+    def retire(self, positions: Sequence[int]) -> None:
+        """Remove the runs at ``positions`` (of the current cohort); the rest go on."""
+        gone = set(positions)
+        keep = [i for i in range(self.n_runs) if i not in gone]
+        k = torch.tensor(keep, dtype=torch.long, device=self.device)
+        self.index = [self.index[i] for i in keep]
+        self.params = self.params.select(keep)
+        self.opt.params = self.params.flat
+        self.opt.select(k)
+        self.policy.select(k)
+        self.sampler.select(keep)
+        self.rng.select(keep)
+        self.train_idx, self.val_x = self.train_idx[k], self.val_x[k]
+        self.val_y, self.val_mask = self.val_y[k], self.val_mask[k]
+        self.grad = torch.empty_like(self.params.flat)
+        self.sums = {n: v[k] for n, v in self.sums.items()}
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Everything needed to continue exactly where this state is (CPU tensors)."""
+        return {"t": self.t, "index": list(self.index),
+                "params": self.params.flat.detach().cpu().clone(),
+                "opt": _to(self.opt.state_dict(), "cpu"), "policy": self.policy.state_dict(),
+                "sampler": self.sampler.state_dict(), "rng": self.rng.state_dict(),
+                "sums": {n: v.cpu().clone() for n, v in self.sums.items()}, "seen": self.seen}
+
+    def load_state_dict(self, sd: dict) -> None:
+        """Restore a ``state_dict`` of a cohort built from the same specs."""
+        if sd["index"] != self.index:
+            missing = [i for i, pos in enumerate(self.index) if pos not in sd["index"]]
+            self.retire(missing)
+        if sd["index"] != self.index:
+            raise ValueError("checkpoint runs do not match this cohort's runs")
+        self.t, self.seen = int(sd["t"]), int(sd["seen"])
+        with torch.no_grad():
+            self.params.flat.copy_(sd["params"])
+        self.opt.load_state_dict(_to(sd["opt"], self.device))
+        self.policy.load_state_dict(sd["policy"])
+        self.sampler.load_state_dict(sd["sampler"])
+        self.rng.load_state_dict(sd["rng"])
+        self.sums = {n: v.to(self.device) for n, v in sd["sums"].items()}
+
+
+def _to(obj: object, device: str | torch.device) -> object:
+    """``obj`` with every tensor inside (dicts, lists) moved to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, dict):
+        return {k: _to(v, device) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_to(v, device) for v in obj]
+    return obj

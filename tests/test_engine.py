@@ -1,0 +1,159 @@
+"""The cohort state: per-run fields read per run, ragged splits, retiring runs, checkpoints,
+the reference initialisation, and token ids that cannot leak into another run's table."""
+
+import math
+
+import pytest
+import torch
+
+from groklab.engine import CohortState, HookResult, stop_when, train_cohort
+from groklab.engine.state import pad_stack
+from groklab.models import Transformer
+from groklab.models.stacked import embed
+from groklab.spec import PER_RUN, RunSpec
+
+TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=12, batch_size=16,
+            eval_every=4, warmup=2)
+
+# cohorts whose runs differ from the first one in per-run fields; together they vary every
+# PER_RUN field
+COHORTS = {
+    "adamw": [dict(), dict(seed=3), dict(lr=(1e-4, 2e-3, 5e-3)), dict(train_fraction=0.3),
+              dict(beta1=0.8, beta2=0.9), dict(eps=1e-6), dict(weight_decay=0.05),
+              dict(warmup=0), dict(lr_schedule="cosine", min_lr_ratio=0.3),
+              dict(lr_depth="exponential", lr_depth_gamma=0.5),
+              dict(lr_depth="linear", lr_depth_floor=0.3), dict(decay_params="matrices"),
+              dict(grad_clip=0.05)],
+    "sgd": [dict(optimizer="sgd", lr=(0.05, 0.1, 0.2)),
+            dict(optimizer="sgd", lr=(0.05, 0.1, 0.2), momentum=0.9),
+            dict(optimizer="sgd", lr=(0.05, 0.1, 0.2), momentum=0.9, nesterov=True,
+                 weight_decay=0.01)],
+    "grokfast": [dict(grad_filter="ema"), dict(grad_filter="ema", filter_alpha=0.8),
+                 dict(grad_filter="ema", filter_lamb=5.0, seed=1)],
+}
+
+
+def spec(**kw):
+    return RunSpec(**(TINY | kw))
+
+
+def as_tensor(curve):
+    return torch.tensor([[r.train_loss, r.train_acc, r.val_loss, r.val_acc] for r in curve])
+
+
+def test_the_cohorts_vary_every_per_run_field():
+    varied = {k for runs in COHORTS.values() for kw in runs for k in kw}
+    assert PER_RUN <= varied | {"seed"}
+
+
+@pytest.mark.parametrize("name", list(COHORTS))
+def test_every_run_of_a_cohort_equals_the_run_alone(name):
+    specs = [spec(**kw) for kw in COHORTS[name]]
+    assert len({s.cohort_key() for s in specs}) == 1
+    together = train_cohort(specs, progress=False)
+    for s, curve in zip(specs, together, strict=True):
+        alone = train_cohort([s], progress=False)[0]
+        torch.testing.assert_close(as_tensor(curve), as_tensor(alone), rtol=1e-4, atol=1e-4,
+                                   msg=lambda m, s=s: f"{s.identity()}: {m}")
+    finals = {round(c[-1].train_loss, 5) for c in together}
+    assert len(finals) == len(specs)  # every per-run setting had an effect
+
+
+def test_ragged_splits_evaluate_each_run_on_its_own_split():
+    specs = [spec(train_fraction=0.3), spec(train_fraction=0.7)]
+    state = CohortState(specs)
+    n = len(state.inputs)
+    counts = state.val_mask.sum(1).tolist()
+    assert counts == [n - int(0.3 * n), n - int(0.7 * n)]
+    padded, mask = pad_stack([torch.tensor([4, 5, 6]), torch.tensor([7])])
+    assert padded.tolist() == [[4, 5, 6], [7, 7, 7]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+
+
+def test_no_training_batch_contains_a_validation_example():
+    specs = [spec(seed=0), spec(seed=1, train_fraction=0.3)]
+    state = CohortState(specs)
+    n = len(state.inputs)
+    for r in range(2):
+        n_train = int(specs[r].train_fraction * n)
+        train = set(state.train_idx[r, :n_train].tolist())
+        val_rows = state.val_x[r][state.val_mask[r] > 0]
+        val = {int(((state.inputs == x).all(1)).nonzero()) for x in val_rows}
+        assert not train & val and len(train) + len(val) == n
+        for _ in range(70):  # more than one sampling chunk
+            assert set(state.train_rows()[r].tolist()) <= train
+            state.sampler.next()
+
+
+def test_hooks_add_metrics_and_retire_runs_without_touching_the_others():
+    specs = [spec(seed=s) for s in range(3)]
+
+    def retire_first_at_8(state, step, metrics):
+        norm = torch.linalg.vector_norm(state.params.flat.detach(), dim=1)
+        out = HookResult(metrics={"param_norm": norm})
+        if step == 8 and 0 in state.index:
+            out.retire = [state.index.index(0)]
+        return out
+
+    curves = train_cohort(specs, progress=False, hooks=[retire_first_at_8])
+    assert [r.step for r in curves[0]] == [4, 8]
+    assert [r.step for r in curves[1]] == [4, 8, 12]
+    assert all(r.extra["param_norm"] > 0 for c in curves for r in c)
+    for s, curve in zip(specs[1:], curves[1:], strict=True):
+        alone = train_cohort([s], progress=False)[0]
+        torch.testing.assert_close(as_tensor(curve), as_tensor(alone), rtol=1e-4, atol=1e-4)
+    stopped = train_cohort([spec(seed=0)], progress=False, hooks=[stop_when("val_acc", -1.0)])
+    assert [r.step for r in stopped[0]] == [4]
+
+
+def test_state_dict_continues_exactly():
+    specs = [spec(seed=0, grad_filter="ema"), spec(seed=5, grad_filter="ema", warmup=0)]
+    straight = CohortState(specs)
+    for _ in range(70):  # past one sampling chunk
+        straight.step()
+    first = CohortState(specs)
+    for _ in range(30):
+        first.step()
+    saved = first.state_dict()
+    resumed = CohortState(specs)
+    resumed.load_state_dict(saved)
+    for _ in range(40):
+        resumed.step()
+    torch.testing.assert_close(resumed.params.flat, straight.params.flat)
+    assert resumed.evaluate() == straight.evaluate()
+
+
+def test_initialisation_matches_torch_nn_modules():
+    """Version 2: the torch.nn reference (MultiheadAttention, Linear, Embedding, LayerNorm)."""
+    D = 128
+    m = Transformer(vocab_size=99, n_classes=97, seq_len=4, d_model=D, n_heads=4, d_ff=512)
+    p = m.init(torch.Generator().manual_seed(0))
+    mha = torch.nn.MultiheadAttention(D, 4)
+    ffn = torch.nn.Linear(D, 512)
+    emb = torch.nn.Embedding(99, D)
+    uniform = [(p["blocks.0.attn.qkv.weight"], mha.in_proj_weight),
+               (p["blocks.1.attn.proj.weight"], mha.out_proj.weight),
+               (p["blocks.0.ffn.fc.weight"], ffn.weight), (p["blocks.0.ffn.fc.bias"], ffn.bias)]
+    for i, (ours, ref) in enumerate([*uniform, (p["tok_emb"], emb.weight)]):
+        ref = ref.detach()
+        # same law: equal spread (std within 5 %) and, for uniform laws, the same bound
+        assert ours.std().item() == pytest.approx(ref.std().item(), rel=0.05)
+        if i < len(uniform):
+            assert ours.abs().max().item() <= ref.abs().max().item() * 1.02
+            assert ours.abs().max().item() >= ref.abs().max().item() * 0.95
+    assert p["blocks.0.attn.qkv.weight"].abs().max() <= math.sqrt(6 / (4 * D))
+    for name in ("blocks.0.attn.qkv.bias", "blocks.1.attn.proj.bias", "ln_f.bias",
+                 "blocks.0.ln1.bias"):
+        assert (p[name] == 0).all(), name
+    assert (p["blocks.1.ln2.weight"] == 1).all()
+    legacy = Transformer(vocab_size=99, n_classes=97, seq_len=4, legacy_init=True)
+    q = legacy.init(torch.Generator().manual_seed(0))
+    assert (q["blocks.0.attn.qkv.bias"] != 0).all()
+    assert q["blocks.0.attn.qkv.weight"].abs().max() <= 1 / math.sqrt(D)
+
+
+def test_token_outside_the_vocabulary_fails_loudly():
+    table = torch.randn(2, 5, 3)
+    assert embed(table, torch.tensor([[0, 4], [1, 2]])).shape == (2, 2, 3)
+    for bad in ([[0, 5], [1, 2]], [[0, 1], [-1, 2]]):
+        with pytest.raises(IndexError, match="outside the vocabulary"):
+            embed(table, torch.tensor(bad))

@@ -1,0 +1,102 @@
+"""Run identity: semantics version plus the settings that matter (docs/design.md, decision 1)."""
+
+import math
+
+import pytest
+from pydantic import ValidationError
+
+from groklab.spec import PER_RUN, SEMANTICS, RunSpec
+
+# ids written by groklab 0.1 (computed with that release's code): version-1 ids never change
+V1_IDS = {
+    "ceb72fe3360d4686": dict(),
+    "dad6a2e7bbd46fc0": dict(task="permutation"),
+    "6da739f12369fffe": dict(lr=(8e-4, 2e-3, 3e-3), seed=2, steps=1500),
+}
+
+# a valid non-default value for every field (a new field must be added here, which makes
+# its author decide whether it is per-run or structural)
+OTHER = dict(task="x_minus_y", p=89, k=4, train_fraction=0.3, model="transformer", n_layers=3,
+             d_model=64, n_heads=2, d_ff=100, optimizer="adam", beta1=0.8, beta2=0.9, eps=1e-6,
+             weight_decay=0.1, decay_params="matrices", momentum=0.5, nesterov=True,
+             grad_clip=1.0, grad_filter="ema", filter_alpha=0.9, filter_window=10,
+             filter_lamb=3.0, lr=(1e-4, 1e-3, 1e-2), lr_name="x", group_rules=((r".", "lower"),),
+             warmup=5, lr_schedule="cosine", min_lr_ratio=0.2, lr_depth="linear",
+             lr_depth_gamma=0.5, lr_depth_floor=0.3, steps=100, batch_size=64, eval_every=5,
+             precision="bf16", semantics=1, seed=4)
+# the settings a field needs to be in effect (not ignored)
+NEEDS = dict(k={"task": "permutation"}, momentum={"optimizer": "sgd"},
+             nesterov={"optimizer": "sgd", "momentum": 0.5}, filter_alpha={"grad_filter": "ema"},
+             filter_window={"grad_filter": "ma"}, filter_lamb={"grad_filter": "ema"},
+             min_lr_ratio={"lr_schedule": "cosine"}, lr_depth_gamma={"lr_depth": "exponential"},
+             lr_depth_floor={"lr_depth": "linear"},
+             )
+
+
+def test_version_1_ids_are_those_of_groklab_0_1():
+    for run_id, settings in V1_IDS.items():
+        assert RunSpec(semantics=1, **settings).run_id == run_id
+
+
+def test_current_version_is_part_of_the_identity():
+    assert RunSpec().identity()["semantics"] == SEMANTICS
+    assert "semantics" not in RunSpec(semantics=1).identity()
+    assert RunSpec().run_id != RunSpec(semantics=1).run_id
+
+
+def test_new_fields_at_their_defaults_leave_the_id_alone():
+    plain = RunSpec()
+    explicit = RunSpec(grad_clip=None, lr_schedule="constant", decay_params="all",
+                       grad_filter="none", lr_depth="none")
+    assert explicit.run_id == plain.run_id
+    for name in ("grad_clip", "lr_schedule", "decay_params", "grad_filter", "lr_depth"):
+        assert name not in plain.identity()
+
+
+@pytest.mark.parametrize("a, b", [
+    (dict(task="permutation", p=97), dict(task="permutation", p=59)),
+    (dict(task="x_plus_y", k=5), dict(task="x_plus_y", k=3)),
+    (dict(d_ff=None), dict(d_ff=512)),
+    (dict(optimizer="sgd", beta2=0.98), dict(optimizer="sgd", beta2=0.5)),
+    (dict(momentum=0.0), dict(momentum=0.9)),
+    (dict(lr_schedule="constant"), dict(min_lr_ratio=0.5)),
+    (dict(grad_filter="ema"), dict(grad_filter="ema", filter_lamb=2.0, filter_window=7)),
+    (dict(lr_depth="exponential"), dict(lr_depth="exponential", lr_depth_floor=0.5)),
+])
+def test_ignored_settings_leave_the_id_alone(a, b):
+    assert RunSpec(**a).run_id == RunSpec(**b).run_id
+
+
+def test_settings_that_matter_change_the_id():
+    base = RunSpec()
+    for name, value in OTHER.items():
+        if name == "lr_name":
+            assert RunSpec(lr_name="x").run_id == base.run_id  # a label, not a setting
+            continue
+        if name == "model":  # one model today
+            continue
+        needs = NEEDS.get(name, {})
+        ref = RunSpec(**needs)
+        changed = RunSpec(**(needs | {name: value}))
+        assert changed.run_id != ref.run_id, name
+
+
+def test_cohort_key_is_identity_minus_per_run_fields():
+    """Every field either may differ inside a cohort (PER_RUN) or splits cohorts."""
+    assert set(OTHER) == set(RunSpec.model_fields)
+    for name, value in OTHER.items():
+        if name in ("lr_name", "model"):
+            continue
+        needs = NEEDS.get(name, {})
+        same = RunSpec(**needs).cohort_key() == RunSpec(**(needs | {name: value})).cohort_key()
+        assert same == (name in PER_RUN), name
+
+
+@pytest.mark.parametrize("bad", [
+    dict(lr=(math.nan, 1e-3, 1e-3)), dict(lr=(math.inf, 1e-3, 1e-3)), dict(eps=math.inf),
+    dict(eps=math.nan), dict(weight_decay=math.nan), dict(train_fraction=math.nan),
+    dict(lr=(0.0, 1e-3, 1e-3)), dict(lr={"embedding": 1e-3}), dict(grad_clip=math.inf),
+])
+def test_non_finite_and_inconsistent_settings_are_rejected(bad):
+    with pytest.raises(ValidationError):
+        RunSpec(**bad)
