@@ -15,7 +15,9 @@ from groklab.engine.records import EvalRow
 from groklab.engine.state import Hook
 from groklab.spec import RunSpec
 
-FLUSH_EVERY = 50  # evaluations between writes of live curves to the store
+FLUSH_EVERY = 50  # evaluations between writes of live curves to the store ...
+FLUSH_SECONDS = 60.0  # ... or seconds, whichever comes first: each write refreshes the runs'
+# heartbeat, which keeps another process from claiming them (store.STALE_S)
 
 
 def default_device() -> str:
@@ -75,16 +77,18 @@ def run_specs(
             ids = [s.run_id for s in cohort]
             pending: dict[str, list[EvalRow]] = {rid: [] for rid in ids}
             evals = 0
+            flushed = time.monotonic()
 
             def on_eval(step: int, rows: list[EvalRow | None], ids=ids, pending=pending,
                         base=done, steps=cohort[0].steps) -> None:
-                nonlocal evals
+                nonlocal evals, flushed
                 for rid, row in zip(ids, rows, strict=True):
                     if row is not None:
                         pending[rid].append(row)
                 evals += 1
                 _advance(bar, base + len(ids) * step / steps)
-                if evals % FLUSH_EVERY == 0:
+                if evals % FLUSH_EVERY == 0 or time.monotonic() - flushed > FLUSH_SECONDS:
+                    flushed = time.monotonic()
                     store.append(pending)
                     for v in pending.values():
                         v.clear()
