@@ -107,3 +107,18 @@ def test_results_of_missing_store_is_an_error(tmp_path):
     proc = groklab("results", str(tmp_path / "nothing"), check=False)
     assert proc.returncode == 2 and "no groklab store" in proc.stderr
     assert not (tmp_path / "nothing").exists()
+
+
+def test_set_passes_any_run_setting_and_rejects_unknown_ones(tmp_path):
+    out = tmp_path / "set"
+    groklab("run", "--task", "x_plus_y", "--p", "11", "--steps", "5", "--batch-size", "16",
+            "--no-progress", "--set", "grad_clip=0.5", "--set", "lr_schedule=cosine",
+            "--set", "semantics=1", "--out", str(out))
+    (run,) = results_json(out)
+    assert run["grad_clip"] == 0.5 and run["lr_schedule"] == "cosine" and run["semantics"] == 1
+    for bad, message in ((["--set", "nope=1"], "unknown run setting"),
+                         (["--set", "grad_clip"], "KEY=VALUE"),
+                         (["--set", "grad_clip=-1"], "grad_clip")):
+        proc = groklab("run", "--out", str(tmp_path / "never"), *bad, check=False)
+        assert proc.returncode == 2 and message in proc.stderr
+        assert not (tmp_path / "never").exists()
