@@ -14,7 +14,7 @@ $(BIN)/groklab: pyproject.toml
 venv: $(BIN)/groklab
 
 # A short, real demonstration: x_plus_y mod 97, baseline vs layer-wise rates, 1500 steps.
-# Layer-wise rates grok (val acc > 99 %) near step 1,200; the baseline has not yet (~3,000).
+# Layer-wise rates grok (val acc > 99 %) near step 800; the baseline has not yet (~1,800-2,700).
 demo: venv
 	$(BIN)/groklab run --task x_plus_y --lr baseline --lr layerwise --steps 1500 --out runs/demo
 	$(BIN)/groklab results runs/demo
