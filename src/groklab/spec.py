@@ -26,6 +26,7 @@ import hashlib
 import inspect
 import json
 import math
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -228,16 +229,19 @@ def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def comparable_settings(row: dict[str, Any]) -> str:
-    """The settings key of a stored run (its spec's fields; missing ``semantics`` means 1)."""
-    fields = {k: v for k, v in row.items() if k in RunSpec.model_fields and v is not None
+def stored_spec(record: Mapping[str, Any]) -> RunSpec:
+    """The RunSpec of a stored run (its spec dump, or a ``Store.runs()`` row: other keys and
+    missing values are skipped; a record without ``semantics`` predates it and is version 1).
+    """
+    fields = {k: v for k, v in record.items() if k in RunSpec.model_fields and v is not None
               and not (isinstance(v, float) and math.isnan(v))}
     fields.setdefault("semantics", 1)
-    if isinstance(fields.get("lr"), list):
-        fields["lr"] = tuple(fields["lr"])
-    if fields.get("group_rules") is not None:
-        fields["group_rules"] = tuple(tuple(r) for r in fields["group_rules"])
-    return RunSpec(**fields).settings_key()
+    return RunSpec(**fields)
+
+
+def comparable_settings(row: Mapping[str, Any]) -> str:
+    """The settings key of a stored run (see ``stored_spec`` and ``RunSpec.settings_key``)."""
+    return stored_spec(row).settings_key()
 
 
 def _json(value: Any) -> Any:

@@ -43,7 +43,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from groklab.engine.records import EvalRow
-from groklab.spec import RunSpec
+from groklab.spec import RunSpec, stored_spec
 
 STORE_NAME = "groklab.sqlite"
 FINAL_METRICS = ("final_train_loss", "final_train_acc", "final_val_loss", "final_val_acc",
@@ -119,16 +119,6 @@ def final_metrics(curve: Sequence[EvalRow], threshold: float = 0.99) -> dict[str
             "step_val_acc_99": reached}
 
 
-def spec_from_json(d: Mapping[str, Any]) -> RunSpec:
-    """The RunSpec of a stored spec dump (JSON lists back to the tuples the spec declares)."""
-    d = dict(d)
-    if isinstance(d.get("lr"), list):
-        d["lr"] = tuple(d["lr"])
-    if d.get("group_rules") is not None:
-        d["group_rules"] = tuple(tuple(r) for r in d["group_rules"])
-    return RunSpec(**d)
-
-
 # -- migrations: MIGRATIONS[n] takes a version-n store to n + 1 inside the open transaction --
 def _migrate_0_to_1(db: sqlite3.Connection) -> None:
     """groklab 0.1 -> 1: claim columns, the ``metrics`` and ``id_migrations`` tables, and
@@ -153,7 +143,7 @@ def _reidentify(db: sqlite3.Connection, semantics: int, version: int) -> None:
     for row in db.execute("SELECT id, spec, status, started, finished FROM runs").fetchall():
         spec = {**json.loads(row["spec"]), "semantics": semantics}
         try:
-            new_id = spec_from_json(spec).run_id
+            new_id = stored_spec(spec).run_id
         except ValidationError as e:
             raise StoreError(f"run {row['id']} cannot be migrated: its spec is invalid under "
                              f"this groklab: {e}") from None

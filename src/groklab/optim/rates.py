@@ -73,6 +73,9 @@ class RatePolicy:
             "min_ratio": _col([s.min_lr_ratio for s in specs], device),
         }
         self.total = max(s.steps for s in specs)  # cohort runs share ``steps``
+        # from this update on every factor is 1 (no schedule left), so the base is the rate
+        self.flat_from = (max(s.warmup for s in specs)
+                          if all(s.lr_schedule == "constant" for s in specs) else None)
         self.device = device
         self._cols: torch.Tensor | None = None
 
@@ -101,7 +104,9 @@ class RatePolicy:
         return warm * torch.where(self.hp["cosine"] > 0, cos, 1.0)
 
     def __call__(self, t: int) -> torch.Tensor:
-        """``[R, N]`` rates for update ``t`` (0-based)."""
+        """``[R, N]`` rates for update ``t`` (0-based; read-only: may be the base itself)."""
+        if self.flat_from is not None and t >= self.flat_from:
+            return self.base()
         return self.base() * self.factor(t)
 
     def select(self, keep: torch.Tensor) -> None:

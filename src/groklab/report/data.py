@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from groklab.spec import SEMANTICS, RunSpec, comparable_settings
+from groklab.spec import SEMANTICS, RunSpec, comparable_settings, stored_spec
 from groklab.store import Store
 
 CURVE_COLUMNS = ["step", "train_loss", "train_acc", "val_loss", "val_acc"]
@@ -149,7 +149,7 @@ def setting_values(keys: list[str], skip: Iterable[str] = ()) -> dict[str, list[
 def ignored_settings(key: str) -> frozenset[str]:
     """The settings the runs of settings ``key`` ignore (none if it is not a valid spec)."""
     try:
-        return frozenset(RunSpec(**json.loads(key)).ignored())
+        return frozenset(stored_spec(json.loads(key)).ignored())
     except (ValueError, TypeError):
         return frozenset()
 
