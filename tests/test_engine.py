@@ -30,6 +30,7 @@ COHORTS = {
                  weight_decay=0.01)],
     "grokfast": [dict(grad_filter="ema"), dict(grad_filter="ema", filter_alpha=0.8),
                  dict(grad_filter="ema", filter_lamb=5.0, seed=1)],
+    "dropout": [dict(dropout=0.1), dict(), dict(dropout=0.3, seed=2)],
 }
 
 
@@ -157,3 +158,18 @@ def test_token_outside_the_vocabulary_fails_loudly():
     for bad in ([[0, 5], [1, 2]], [[0, 1], [-1, 2]]):
         with pytest.raises(IndexError, match="outside the vocabulary"):
             embed(table, torch.tensor(bad))
+
+
+def test_dropout_acts_in_training_only():
+    s = spec(dropout=0.5)
+    state = CohortState([s, spec()])
+    rows = state.train_idx[:, :8]
+    x = state.inputs[rows]
+    params = state.params.views
+    model, rng = state.model, state.rng
+    evals = [model.forward(params, x, train=False, rng=rng) for _ in range(2)]
+    torch.testing.assert_close(evals[0], evals[1], rtol=0, atol=0)
+    trains = [model.forward(params, x, train=True, rng=rng) for _ in range(2)]
+    assert not torch.equal(trains[0][0], trains[1][0])  # run 0 drops units, anew each time
+    torch.testing.assert_close(trains[0][1], evals[0][1], rtol=0, atol=0)  # run 1: p = 0
+    assert not torch.equal(trains[0][0], evals[0][0])

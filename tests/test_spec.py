@@ -16,8 +16,9 @@ V1_IDS = {
 
 # a valid non-default value for every field (a new field must be added here, which makes
 # its author decide whether it is per-run or structural)
-OTHER = dict(task="x_minus_y", p=89, k=4, train_fraction=0.3, model="transformer", n_layers=3,
-             d_model=64, n_heads=2, d_ff=100, optimizer="adam", beta1=0.8, beta2=0.9, eps=1e-6,
+OTHER = dict(task="x_minus_y", p=89, k=4, train_fraction=0.3, model="mlp", n_layers=3,
+             d_model=64, n_heads=2, d_ff=100, d_hidden=64, activation="gelu", embedding=False,
+             dropout=0.1, optimizer="adam", beta1=0.8, beta2=0.9, eps=1e-6,
              weight_decay=0.1, decay_params="matrices", momentum=0.5, nesterov=True,
              grad_clip=1.0, grad_filter="ema", filter_alpha=0.9, filter_window=10,
              filter_lamb=3.0, lr=(1e-4, 1e-3, 1e-2), lr_name="x", group_rules=((r".", "lower"),),
@@ -29,7 +30,8 @@ NEEDS = dict(k={"task": "permutation"}, momentum={"optimizer": "sgd"},
              nesterov={"optimizer": "sgd", "momentum": 0.5}, filter_alpha={"grad_filter": "ema"},
              filter_window={"grad_filter": "ma"}, filter_lamb={"grad_filter": "ema"},
              min_lr_ratio={"lr_schedule": "cosine"}, lr_depth_gamma={"lr_depth": "exponential"},
-             lr_depth_floor={"lr_depth": "linear"},
+             lr_depth_floor={"lr_depth": "linear"}, d_hidden={"model": "mlp"},
+             activation={"model": "mlp"}, embedding={"model": "mlp"},
              )
 
 
@@ -73,8 +75,6 @@ def test_settings_that_matter_change_the_id():
         if name == "lr_name":
             assert RunSpec(lr_name="x").run_id == base.run_id  # a label, not a setting
             continue
-        if name == "model":  # one model today
-            continue
         needs = NEEDS.get(name, {})
         ref = RunSpec(**needs)
         changed = RunSpec(**(needs | {name: value}))
@@ -85,7 +85,7 @@ def test_cohort_key_is_identity_minus_per_run_fields():
     """Every field either may differ inside a cohort (PER_RUN) or splits cohorts."""
     assert set(OTHER) == set(RunSpec.model_fields)
     for name, value in OTHER.items():
-        if name in ("lr_name", "model"):
+        if name == "lr_name":
             continue
         needs = NEEDS.get(name, {})
         same = RunSpec(**needs).cohort_key() == RunSpec(**(needs | {name: value})).cohort_key()
@@ -100,3 +100,13 @@ def test_cohort_key_is_identity_minus_per_run_fields():
 def test_non_finite_and_inconsistent_settings_are_rejected(bad):
     with pytest.raises(ValidationError):
         RunSpec(**bad)
+
+
+def test_settings_a_model_does_not_have_are_ignored():
+    assert RunSpec(d_hidden=64).run_id == RunSpec().run_id  # the Transformer has no d_hidden
+    assert RunSpec(model="mlp", n_heads=2).run_id == RunSpec(model="mlp").run_id
+    assert RunSpec(model="lstm", activation="gelu").run_id == RunSpec(model="lstm").run_id
+    one_hot = RunSpec(model="mlp", embedding=False)
+    assert RunSpec(model="mlp", embedding=False, d_model=64).run_id == one_hot.run_id
+    assert RunSpec(model="mlp", d_model=64).run_id != RunSpec(model="mlp").run_id
+    assert RunSpec(model="mlp", d_model=100, n_heads=3).model == "mlp"  # no head check

@@ -43,6 +43,8 @@ Schedule = Literal["constant", "cosine"]
 DepthDecay = Literal["none", "exponential", "linear", "cosine"]
 DecayParams = Literal["all", "matrices"]
 GradFilter = Literal["none", "ema", "ma"]
+ModelName = Literal["transformer", "mlp", "lstm"]
+Activation = Literal["relu", "gelu", "tanh"]
 Rates = tuple[float, float, float] | dict[str, float]
 
 # The fields of groklab 0.1 (semantics version 1): they stay in the identity even at their
@@ -54,7 +56,7 @@ V1_FIELDS = frozenset({
 
 # Fields the engine reads from every run separately: they may differ inside one cohort.
 PER_RUN = frozenset({
-    "seed", "lr", "train_fraction", "beta1", "beta2", "eps", "weight_decay", "momentum",
+    "seed", "lr", "train_fraction", "dropout", "beta1", "beta2", "eps", "weight_decay", "momentum",
     "nesterov", "warmup", "lr_schedule", "min_lr_ratio", "lr_depth", "lr_depth_gamma",
     "lr_depth_floor", "decay_params", "grad_clip", "filter_alpha", "filter_lamb"})
 
@@ -76,11 +78,15 @@ class RunSpec(BaseModel):
     k: int = Field(5, ge=2)
     train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     # model (protocol §3)
-    model: Literal["transformer"] = "transformer"
-    n_layers: int = Field(2, ge=1)
-    d_model: int = Field(128, ge=1)
-    n_heads: int = Field(4, ge=1)
-    d_ff: int | None = Field(None, ge=1)
+    model: ModelName = "transformer"
+    n_layers: int = Field(2, ge=1)  # Transformer blocks, MLP hidden layers, LSTM layers
+    d_model: int = Field(128, ge=1)  # embedding width
+    n_heads: int = Field(4, ge=1)  # Transformer only
+    d_ff: int | None = Field(None, ge=1)  # Transformer only; None: 4 · d_model
+    d_hidden: int = Field(512, ge=1)  # MLP and LSTM hidden width
+    activation: Activation = "relu"  # MLP only
+    embedding: bool = True  # MLP only; False: one-hot inputs, no embedding table
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # training only (docs/protocol.md §3)
     # optimiser (protocol §4)
     optimizer: OptimizerName = "adamw"
     beta1: float = Field(0.9, ge=0.0, lt=1.0)
@@ -127,7 +133,7 @@ class RunSpec(BaseModel):
     def _consistent(self) -> RunSpec:
         if self.task not in task_names():
             raise ValueError(f"unknown task {self.task!r}; known tasks: {', '.join(task_names())}")
-        if self.d_model % self.n_heads:
+        if self.model == "transformer" and self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
@@ -179,6 +185,11 @@ class RunSpec(BaseModel):
             out.add("filter_alpha")
         if self.d_ff == 4 * self.d_model:
             out.add("d_ff")
+        out |= {"transformer": {"d_hidden", "activation", "embedding"},
+                "mlp": {"n_heads", "d_ff"},
+                "lstm": {"n_heads", "d_ff", "activation", "embedding"}}[self.model]
+        if self.model == "mlp" and not self.embedding:
+            out.add("d_model")
         return out
 
     # -- identity ---------------------------------------------------------------------------

@@ -150,7 +150,8 @@ class CohortState:
         self.grad = torch.empty_like(self.params.flat)
         self.sampler = UniformSampler([g["batch"] for g in gens], [len(t) for t, _ in splits],
                                       self.batch, device)
-        self.rng = RunRandom([noise_seed(g["noise"]) for g in gens], device)
+        self.rng = RunRandom([noise_seed(g["noise"]) for g in gens], device,
+                             dropout=[s.dropout for s in specs])
         self.objective: Objective = LastTokenClassification()
         self.fn = make_example_fn(self.model, self.objective, device, s0.precision, compile)
         self.t = 0  # updates done

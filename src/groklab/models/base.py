@@ -18,20 +18,37 @@ class RunRandom:
     """Per-run random streams on the device, for stochastic layers (dropout).
 
     Run r draws only from its own generator, so its randomness never depends on its cohort
-    mates; the streams' states are part of a cohort checkpoint.
+    mates; the streams' states are part of a cohort checkpoint. ``dropout`` holds each run's
+    dropout probability (a cohort may mix rates; a run at 0 keeps every unit).
     """
 
-    def __init__(self, seeds: Sequence[int], device: torch.device):
+    def __init__(self, seeds: Sequence[int], device: torch.device,
+                 dropout: Sequence[float] | None = None):
         self.device = device
         self.gens = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
+        rates = list(dropout) if dropout is not None else [0.0] * len(self.gens)
+        self.p = torch.tensor(rates, dtype=torch.float32, device=device)
+        self.any_dropout = any(r > 0 for r in rates)
 
     def uniform(self, *shape: int) -> torch.Tensor:
         """``[R, *shape]`` uniform draws in [0, 1), row r from run r's stream."""
         return torch.stack([torch.rand(shape, generator=g, device=self.device)
                             for g in self.gens])
 
+    def dropout(self, x: torch.Tensor) -> torch.Tensor:
+        """Inverted dropout of ``x`` (``[R, ...]``) with run r's probability on ``x[r]``: a
+        unit is kept when its uniform draw is at least p and then scaled by 1/(1 - p)."""
+        if not self.any_dropout:
+            return x
+        view = (-1,) + (1,) * (x.dim() - 1)
+        p = self.p.view(view)
+        keep = self.uniform(*x.shape[1:]) >= p
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - p)).to(x.dtype)
+
     def select(self, keep: Sequence[int]) -> None:
         self.gens = [self.gens[i] for i in keep]
+        self.p = self.p[torch.tensor(list(keep), dtype=torch.long, device=self.device)]
+        self.any_dropout = bool((self.p > 0).any())
 
     def state_dict(self) -> list[torch.Tensor]:
         return [g.get_state() for g in self.gens]
@@ -39,6 +56,11 @@ class RunRandom:
     def load_state_dict(self, states: Sequence[torch.Tensor]) -> None:
         for g, s in zip(self.gens, states, strict=True):
             g.set_state(s)
+
+
+def dropout(x: torch.Tensor, train: bool, rng: RunRandom | None) -> torch.Tensor:
+    """Per-run dropout while training (see ``RunRandom.dropout``); the identity otherwise."""
+    return rng.dropout(x) if train and rng is not None else x
 
 
 class CohortModel(Protocol):

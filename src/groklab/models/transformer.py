@@ -11,14 +11,17 @@ values for every position, but the query, attention output and FFN only at the l
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from groklab.models.base import GroupRules, RunRandom
+from groklab.models.base import GroupRules, RunRandom, dropout
 from groklab.models.stacked import embed, layer_norm, linear, uniform_
 from groklab.optim.layout import ParamInfo
+
+Drop = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -122,18 +125,19 @@ class Transformer:
                 train: bool = False, rng: RunRandom | None = None) -> torch.Tensor:
         """tokens ``[R, B, T]`` -> logits ``[R, B, n_classes]`` at the last position.
 
-        ``train`` and ``rng`` (per-run random streams) are for stochastic layers; this model
-        has none, so training and evaluation compute the same function.
+        With ``train`` and per-run streams ``rng``, dropout (each run's own rate) acts on the
+        attention probabilities and on both residual branches before they are added.
         """
         T = tokens.shape[-1]
+        drop: Drop = lambda t: dropout(t, train, rng)  # noqa: E731
         x = embed(params["tok_emb"], tokens) + params["pos_emb"][:, None, :T]
         last = self.n_layers - 1
         for i in range(last):
-            x = self._block(params, f"blocks.{i}.", x)
+            x = self._block(params, f"blocks.{i}.", x, drop)
         if self.prune_last:
-            h = self._last_block(params, f"blocks.{last}.", x)
+            h = self._last_block(params, f"blocks.{last}.", x, drop)
         else:
-            h = self._block(params, f"blocks.{last}.", x)[:, :, -1]
+            h = self._block(params, f"blocks.{last}.", x, drop)[:, :, -1]
         h = layer_norm(h, params["ln_f.weight"], params["ln_f.bias"])
         return linear(h, params["head.weight"], params["head.bias"])
 
@@ -168,19 +172,22 @@ class Transformer:
         h = F.gelu(linear(x, P[pre + "ffn.fc.weight"], P[pre + "ffn.fc.bias"]))
         return linear(h, P[pre + "ffn.out.weight"], P[pre + "ffn.out.bias"])
 
-    def _block(self, P: dict[str, torch.Tensor], pre: str, x: torch.Tensor) -> torch.Tensor:
+    def _block(self, P: dict[str, torch.Tensor], pre: str, x: torch.Tensor, drop: Drop
+               ) -> torch.Tensor:
         R, B, T, D = x.shape
         q, k, v = linear(x, P[pre + "attn.qkv.weight"], P[pre + "attn.qkv.bias"]).split(D, -1)
         q, k, v = self._heads(q), self._heads(k), self._heads(v)
         scores = (q @ k.transpose(-1, -2)) / math.sqrt(D // self.n_heads)
         causal = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
-        att = scores.masked_fill(causal, float("-inf")).softmax(-1)
+        att = drop(scores.masked_fill(causal, float("-inf")).softmax(-1))
         a = (att @ v).transpose(2, 3).reshape(R, B, T, D)
-        a = linear(a, P[pre + "attn.proj.weight"], P[pre + "attn.proj.bias"])
+        a = drop(linear(a, P[pre + "attn.proj.weight"], P[pre + "attn.proj.bias"]))
         x = layer_norm(x + a, P[pre + "ln1.weight"], P[pre + "ln1.bias"])
-        return layer_norm(x + self._ffn(P, pre, x), P[pre + "ln2.weight"], P[pre + "ln2.bias"])
+        f = drop(self._ffn(P, pre, x))
+        return layer_norm(x + f, P[pre + "ln2.weight"], P[pre + "ln2.bias"])
 
-    def _last_block(self, P: dict[str, torch.Tensor], pre: str, x: torch.Tensor) -> torch.Tensor:
+    def _last_block(self, P: dict[str, torch.Tensor], pre: str, x: torch.Tensor, drop: Drop
+                    ) -> torch.Tensor:
         """The block at the last position only: [R, B, T, D] -> [R, B, D]."""
         R, B, T, D = x.shape
         H, dh = self.n_heads, D // self.n_heads
@@ -189,8 +196,9 @@ class Transformer:
         x_last = x[:, :, -1]
         q = linear(x_last, w[:, :, :D], b[:, :D]).view(R, B, H, 1, dh)
         k, v = self._heads(kv[..., :D]), self._heads(kv[..., D:])  # [R, B, H, T, dh]
-        att = ((q @ k.transpose(-1, -2)) / math.sqrt(dh)).softmax(-1)  # [R, B, H, 1, T]
+        att = drop(((q @ k.transpose(-1, -2)) / math.sqrt(dh)).softmax(-1))  # [R, B, H, 1, T]
         a = (att @ v).view(R, B, D)
-        a = linear(a, P[pre + "attn.proj.weight"], P[pre + "attn.proj.bias"])
+        a = drop(linear(a, P[pre + "attn.proj.weight"], P[pre + "attn.proj.bias"]))
         h = layer_norm(x_last + a, P[pre + "ln1.weight"], P[pre + "ln1.bias"])
-        return layer_norm(h + self._ffn(P, pre, h), P[pre + "ln2.weight"], P[pre + "ln2.bias"])
+        f = drop(self._ffn(P, pre, h))
+        return layer_norm(h + f, P[pre + "ln2.weight"], P[pre + "ln2.bias"])
