@@ -84,6 +84,15 @@ def test_killed_run_resumes_without_duplicate_rows(tmp_path):
         (["--seeds", "0"], "seeds"),
         (["--device", "tpu"], "unknown device"),
         (["--precision", "fp8"], "precision"),
+        (["--model", "gru"], "model"),
+        (["--grad-filter", "ema:fast"], "--grad-filter"),
+        (["--grad-filter", "lowpass:3"], "--grad-filter"),
+        (["--grad-filter", "ma:100:5:1"], "--grad-filter"),
+        (["--grad-filter", "ema:1.5"], "filter_alpha"),
+        (["--dropout", "1.0"], "dropout"),
+        (["--dropout", "-0.1"], "dropout"),
+        (["--dropout", "nan"], "--dropout"),
+        (["--optimizer", "sgd", "--nesterov"], "nesterov"),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(tmp_path, args, message):

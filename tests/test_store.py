@@ -17,7 +17,15 @@ import pytest
 import groklab.store as store_mod
 from groklab.engine.records import EvalRow
 from groklab.spec import RunSpec
-from groklab.store import FINAL_METRICS, STALE_S, STORE_NAME, VERSION, Store, StoreError
+from groklab.store import (
+    FINAL_METRICS,
+    STALE_S,
+    STORE_NAME,
+    VERSION,
+    Store,
+    StoreError,
+    final_metrics,
+)
 from groklab.studies.study import load_file
 
 DATA = Path(__file__).parent / "data"
@@ -79,6 +87,13 @@ def spec(seed: int = 0, **kw) -> RunSpec:
     return RunSpec(**({"p": 11, "d_model": 16, "n_heads": 2, "steps": 20, "seed": seed} | kw))
 
 
+V0_METRICS = FINAL_METRICS[:5]  # the summary columns groklab 0.1 wrote
+
+
+def store_rows(curve: list[tuple]) -> list[EvalRow]:
+    return [EvalRow(*c) for c in curve]
+
+
 def row(step: int, **extra: float) -> EvalRow:
     return EvalRow(step, 1.0 / step, 0.5, 2.0 / step, 0.25, extra)
 
@@ -126,7 +141,9 @@ def test_migration_reidentifies_runs_and_keeps_their_data(v0: Path):
                           .fetchone()[0]) == json.loads(kept["spec"]) | {"semantics": 1}
         assert r["semantics"] == 1 and r["status"] == kept["status"] == "finished"
         assert curves[new_id] == kept["curve"] and len(curves[new_id]) == 4
-        assert {k: r[k] for k in FINAL_METRICS} == {k: kept[k] for k in FINAL_METRICS}
+        assert {k: r[k] for k in V0_METRICS} == {k: kept[k] for k in V0_METRICS}
+        # the summary columns added later are computed from the stored curve
+        assert {k: r[k] for k in FINAL_METRICS} == final_metrics(store_rows(kept["curve"]))
     n_curve_rows = db.execute("SELECT count(*) FROM curves").fetchone()[0]
     assert n_curve_rows == sum(len(c) for c in curves.values())
 
@@ -262,3 +279,14 @@ def test_a_study_listing_one_run_twice_records_it_once(tmp_path: Path):
     with Store(tmp_path) as store:
         store.record_study("s", {}, {}, [("a", "p=11"), ("b", "x"), ("a", "p=13")])
         assert store.study_members("s") == [("a", "p=11"), ("b", "x")]
+
+
+def test_summary_metrics_memorisation_generalisation_and_delay():
+    accs = [(0.5, 0.1), (0.995, 0.2), (1.0, 0.6), (1.0, 0.995), (1.0, 0.98)]
+    curve = [EvalRow(10 * (i + 1), 0.1, tr, 0.2, va) for i, (tr, va) in enumerate(accs)]
+    m = final_metrics(curve)
+    assert (m["step_train_acc_99"], m["step_val_acc_99"], m["grokking_delay"]) == (20, 40, 20)
+    assert m["max_val_acc"] == 0.995 and m["final_val_acc"] == 0.98
+    never = final_metrics(curve[:3])
+    assert never["step_val_acc_99"] is None and never["grokking_delay"] is None
+    assert never["step_train_acc_99"] == 20 and never["max_val_acc"] == 0.6

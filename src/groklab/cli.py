@@ -109,6 +109,21 @@ def run(
     eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")] = 10,
     precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
     optimizer: Annotated[str, typer.Option(help="adamw, adam or sgd.")] = "adamw",
+    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.0,
+    nesterov: Annotated[bool, typer.Option(
+        "--nesterov", help="Nesterov momentum (SGD with --momentum > 0).")] = False,
+    model: Annotated[str, typer.Option(help="transformer, mlp or lstm.")] = "transformer",
+    embedding: Annotated[bool, typer.Option(
+        "--embedding/--no-embedding", help="MLP input: learned token embeddings (default) or "
+        "one-hot vectors with no embedding table.")] = True,
+    dropout: Annotated[float, typer.Option(
+        help="Dropout probability in [0, 1), training only (Transformer: attention "
+        "probabilities and residual branches; MLP and LSTM: between layers).")] = 0.0,
+    grad_filter: Annotated[str, typer.Option(
+        help="Grokfast gradient filter: none, ema:ALPHA:LAMBDA (e.g. ema:0.98:2) or "
+        "ma:WINDOW:LAMBDA (e.g. ma:100:5). MA keeps the last WINDOW gradients of every run: "
+        "WINDOW × 4 bytes × the model's parameters per run (ma:100 on the 0.42 M-parameter "
+        "Transformer: 170 MB per run); EMA keeps one.")] = "none",
     settings: Settings = None,
     device: Device = None,
     compile: Compile = False,
@@ -117,8 +132,10 @@ def run(
     """Train seeds of one or more lr configurations (batched as one cohort) into OUT."""
     from groklab.api import make_specs
     from groklab.engine import run_specs
+    from groklab.spec import parse_grad_filter
 
-    for name, value in (("--train-fraction", train_fraction), ("--weight-decay", weight_decay)):
+    for name, value in (("--train-fraction", train_fraction), ("--weight-decay", weight_decay),
+                        ("--momentum", momentum), ("--dropout", dropout)):
         if not math.isfinite(value):
             fail(f"{name} must be a finite number, got {value}")
     check_out_dir(out)
@@ -127,7 +144,9 @@ def run(
     try:
         named = dict(task=task, steps=steps, p=p, k=k, train_fraction=train_fraction,
                      batch_size=batch_size, weight_decay=weight_decay, warmup=warmup,
-                     eval_every=eval_every, precision=precision, optimizer=optimizer)
+                     eval_every=eval_every, precision=precision, optimizer=optimizer,
+                     momentum=momentum, nesterov=nesterov, model=model, embedding=embedding,
+                     dropout=dropout) | parse_grad_filter(grad_filter)
         specs = make_specs(lr=lr or ["baseline"], seeds=seeds, seed=seed, **(named | extra))
     except ValidationError as e:
         fail(describe(e))

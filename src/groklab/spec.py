@@ -67,6 +67,25 @@ TASK_FIELDS = ("p", "k")
 FILTER_LAMB = {"ema": 2.0, "ma": 5.0}
 
 
+def parse_grad_filter(text: str) -> dict[str, Any]:
+    """``--grad-filter`` text -> settings: ``none``, ``ema[:α[:λ]]`` or ``ma[:W[:λ]]``
+    (Grokfast's EMA momentum α and MA window W, amplification λ; docs/protocol.md §6)."""
+    kind, *args = [part.strip() for part in text.strip().split(":")]
+    usage = f"--grad-filter {text!r}: use none, ema:ALPHA:LAMBDA or ma:WINDOW:LAMBDA"
+    if kind not in ("none", "ema", "ma") or len(args) > (0 if kind == "none" else 2):
+        raise ValueError(usage)
+    out: dict[str, Any] = {"grad_filter": kind}
+    try:
+        if args:
+            out["filter_alpha" if kind == "ema" else "filter_window"] = (
+                float(args[0]) if kind == "ema" else int(args[0]))
+        if len(args) == 2:
+            out["filter_lamb"] = float(args[1])
+    except ValueError:
+        raise ValueError(usage) from None
+    return out
+
+
 class RunSpec(BaseModel):
     """One training run. Defaults are the reference settings of docs/protocol.md §2–§5."""
 

@@ -47,7 +47,7 @@ from groklab.spec import RunSpec, stored_spec
 
 STORE_NAME = "groklab.sqlite"
 FINAL_METRICS = ("final_train_loss", "final_train_acc", "final_val_loss", "final_val_acc",
-                 "step_val_acc_99")
+                 "step_val_acc_99", "max_val_acc", "step_train_acc_99", "grokking_delay")
 STALE_S = 600.0  # a running run whose owner has not written for this long may be claimed
 
 # The current schema (version len(MIGRATIONS)); a migrated store must end up identical.
@@ -65,7 +65,10 @@ CREATE TABLE runs (
     step_val_acc_99 INTEGER,
     semantics INTEGER,                 -- the spec's semantics version
     owner TEXT,                        -- host:pid:token of the Store training it
-    heartbeat REAL                     -- the owner's last write (time.time())
+    heartbeat REAL,                    -- the owner's last write (time.time())
+    max_val_acc REAL,                  -- the best validation accuracy evaluated
+    step_train_acc_99 INTEGER,         -- memorisation: first step with train acc > 0.99
+    grokking_delay INTEGER             -- step_val_acc_99 - step_train_acc_99
 );
 CREATE TABLE curves (
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -108,15 +111,21 @@ class StoreError(RuntimeError):
 
 
 def final_metrics(curve: Sequence[EvalRow], threshold: float = 0.99) -> dict[str, Any]:
-    """Final train/val loss and accuracy (the curve's last row: a run retired early has a
-    shorter curve), and the first evaluated step with val acc > 0.99."""
+    """A run's summary metrics (docs/protocol.md §4): final train/val loss and accuracy (the
+    curve's last row: a run retired early has a shorter curve); the first evaluated step with
+    val acc > 0.99 (generalisation) and with train acc > 0.99 (memorisation; train accuracy is
+    the mean over the batches since the previous evaluation); the grokking delay between the
+    two (None unless both were reached); the best validation accuracy evaluated."""
     if not curve:
         return dict.fromkeys(FINAL_METRICS)
     last = curve[-1]
     reached = next((r.step for r in curve if r.val_acc > threshold), None)
+    memorised = next((r.step for r in curve if r.train_acc > threshold), None)
+    delay = reached - memorised if reached is not None and memorised is not None else None
     return {"final_train_loss": last.train_loss, "final_train_acc": last.train_acc,
             "final_val_loss": last.val_loss, "final_val_acc": last.val_acc,
-            "step_val_acc_99": reached}
+            "step_val_acc_99": reached, "max_val_acc": max(r.val_acc for r in curve),
+            "step_train_acc_99": memorised, "grokking_delay": delay}
 
 
 # -- migrations: MIGRATIONS[n] takes a version-n store to n + 1 inside the open transaction --
@@ -182,7 +191,22 @@ def _merge_memberships(db: sqlite3.Connection, new_id: str, old_ids: list[str]) 
                    [(study, pos, new_id, label) for study, (pos, label) in keep.items()])
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1]
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """1 -> 2: the summary columns ``max_val_acc``, ``step_train_acc_99`` and
+    ``grokking_delay``, filled in for finished runs from their stored curves."""
+    for column in ("max_val_acc REAL", "step_train_acc_99 INTEGER", "grokking_delay INTEGER"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    db.execute("""
+        UPDATE runs SET
+            max_val_acc = (SELECT MAX(val_acc) FROM curves WHERE run_id = runs.id),
+            step_train_acc_99 = (SELECT MIN(step) FROM curves
+                                 WHERE run_id = runs.id AND train_acc > 0.99)
+        WHERE status = 'finished'""")
+    db.execute("UPDATE runs SET grokking_delay = step_val_acc_99 - step_train_acc_99 "
+               "WHERE status = 'finished'")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
 VERSION = len(MIGRATIONS)
 
 
