@@ -29,7 +29,9 @@ COHORTS = {
             dict(optimizer="sgd", lr=(0.05, 0.1, 0.2), momentum=0.9, nesterov=True,
                  weight_decay=0.01)],
     "grokfast": [dict(grad_filter="ema"), dict(grad_filter="ema", filter_alpha=0.8),
-                 dict(grad_filter="ema", filter_lamb=5.0, seed=1)],
+                 dict(grad_filter="ema", filter_lamb=5.0, seed=1), dict(),
+                 dict(grad_filter="ma", filter_window=3), dict(grad_filter="ma", seed=2,
+                                                             filter_window=5, filter_lamb=2.0)],
     "dropout": [dict(dropout=0.1), dict(), dict(dropout=0.3, seed=2)],
 }
 
@@ -85,8 +87,10 @@ def test_no_training_batch_contains_a_validation_example():
             state.sampler.next()
 
 
-def test_hooks_add_metrics_and_retire_runs_without_touching_the_others():
-    specs = [spec(seed=s) for s in range(3)]
+@pytest.mark.parametrize("filters", [{}, {0: "ema", 1: "ma", 2: "ema"}])
+def test_hooks_add_metrics_and_retire_runs_without_touching_the_others(filters):
+    specs = [spec(seed=s, grad_filter=filters.get(s, "none"), filter_window=3)
+             for s in range(3)]
 
     def retire_first_at_8(state, step, metrics):
         norm = torch.linalg.vector_norm(state.params.flat.detach(), dim=1)

@@ -58,7 +58,8 @@ V1_FIELDS = frozenset({
 PER_RUN = frozenset({
     "seed", "lr", "train_fraction", "dropout", "beta1", "beta2", "eps", "weight_decay", "momentum",
     "nesterov", "warmup", "lr_schedule", "min_lr_ratio", "lr_depth", "lr_depth_gamma",
-    "lr_depth_floor", "decay_params", "grad_clip", "filter_alpha", "filter_lamb"})
+    "lr_depth_floor", "decay_params", "grad_clip", "grad_filter", "filter_alpha",
+    "filter_window", "filter_lamb"})
 
 # Task arguments: each task takes the subset its builder names; it ignores the rest.
 TASK_FIELDS = ("p", "k")

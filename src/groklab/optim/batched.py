@@ -2,7 +2,7 @@
 
 ``build_chain`` reads every per-run setting from each run's own spec (betas, eps, weight
 decay and its mask, momentum, Nesterov, clipping, filter strength); the optimiser family and
-the filter kind are shared by a cohort (they are part of its cohort key).
+Grokfast filters are per run too: runs with different filters, or none, share a cohort.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from groklab.optim.transforms import (
     Momentum,
     ScaleByAdam,
     ScaleByRate,
+    Subset,
     Transform,
 )
 
@@ -50,17 +51,31 @@ def decay_columns(specs: Sequence[RunSpec], layout: ParamLayout, like: torch.Ten
     return wd * masks.to(like.dtype)
 
 
+def grokfast_filters(specs: Sequence[RunSpec], params: torch.Tensor) -> list[Transform]:
+    """One filter per (kind, MA window) among the runs, each over its own runs only
+    (``Subset``; no wrapper when every run of the cohort shares it)."""
+    groups: dict[tuple[str, int], list[int]] = {}
+    for i, s in enumerate(specs):
+        if s.grad_filter != "none":
+            window = s.filter_window if s.grad_filter == "ma" else 0
+            groups.setdefault((s.grad_filter, window), []).append(i)
+    out: list[Transform] = []
+    for (kind, window), rows in groups.items():
+        lamb = _col([specs[i].resolved_filter_lamb() for i in rows], params)
+        f: Transform = (EmaFilter({"alpha": _col([specs[i].filter_alpha for i in rows], params),
+                                   "lamb": lamb}) if kind == "ema"
+                        else MaFilter(window, {"lamb": lamb}))
+        out.append(f if len(rows) == len(specs) else Subset(f, rows))
+    return out
+
+
 def transforms_for(specs: Sequence[RunSpec], layout: ParamLayout, params: torch.Tensor
                    ) -> list[Transform]:
     """The transform list of a cohort's optimiser, hyper-parameters per run."""
     s0 = specs[0]
     col = lambda values: _col(values, params)  # noqa: E731
     out: list[Transform] = []
-    lamb = col([s.resolved_filter_lamb() for s in specs])
-    if s0.grad_filter == "ema":
-        out.append(EmaFilter({"alpha": col([s.filter_alpha for s in specs]), "lamb": lamb}))
-    elif s0.grad_filter == "ma":
-        out.append(MaFilter(s0.filter_window, {"lamb": lamb}))
+    out += grokfast_filters(specs, params)
     if any(s.grad_clip is not None for s in specs):
         out.append(ClipByGlobalNorm({"max_norm": col(
             [s.grad_clip if s.grad_clip is not None else float("inf") for s in specs])}))

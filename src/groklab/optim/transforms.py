@@ -5,7 +5,7 @@ In the spirit of optax: each transform is small, holds its per-run hyper-paramet
 axis first, and maps an update to the next one. ``Chain`` runs them in order after
 backward and applies the result (docs/design.md, decision 8):
 
-    filter (Grokfast) -> clip (per run) -> L2 / moments (Adam) or momentum (SGD)
+    filter (Grokfast; per run via Subset) -> clip (per run) -> L2 / moments (Adam) or momentum (SGD)
     -> decoupled weight decay (masked) -> scale by -rate (from the rate policy)
 
 ``torch.optim`` is the reference: ``adamw_chain`` equals ``torch.optim.AdamW`` with parameter
@@ -44,6 +44,42 @@ class Transform:
 
     def update(self, u: torch.Tensor, state: State, ctx: Context) -> torch.Tensor:
         raise NotImplementedError
+
+    def select(self, keep: torch.Tensor, state: State) -> None:
+        """Keep the runs at positions ``keep`` (after others retired) in ``hp`` and ``state``."""
+        self.hp = {k: v[keep] for k, v in self.hp.items()}
+        for k in state:
+            state[k] = state[k][keep]
+
+
+class Subset(Transform):
+    """``inner`` applied to the runs at positions ``rows`` only; the other runs' updates pass
+    through unchanged. It lets one cohort mix runs with and without a transform (a Grokfast
+    filter on some runs, another filter or window on others) while each run computes exactly
+    what it computes alone; the inner state exists for those rows only."""
+
+    def __init__(self, inner: Transform, rows: Sequence[int]):
+        super().__init__()
+        self.inner = inner
+        self.rows = torch.as_tensor(list(rows), dtype=torch.long)
+
+    def init(self, params: torch.Tensor) -> State:
+        self.rows = self.rows.to(params.device)
+        return self.inner.init(params[self.rows])
+
+    def update(self, u: torch.Tensor, state: State, ctx: Context) -> torch.Tensor:
+        if not len(self.rows):
+            return u
+        sub = Context(ctx.t, ctx.params[self.rows], ctx.lr[self.rows])
+        u[self.rows] = self.inner.update(u[self.rows], state, sub)
+        return u
+
+    def select(self, keep: torch.Tensor, state: State) -> None:
+        where = {int(r): i for i, r in enumerate(self.rows.tolist())}
+        kept = [(pos, where[int(r)]) for pos, r in enumerate(keep.tolist()) if int(r) in where]
+        inner_keep = torch.tensor([i for _, i in kept], dtype=torch.long, device=keep.device)
+        self.inner.select(inner_keep, state)
+        self.rows = torch.tensor([pos for pos, _ in kept], dtype=torch.long, device=keep.device)
 
 
 class EmaFilter(Transform):
@@ -183,9 +219,7 @@ class Chain:
     def select(self, keep: torch.Tensor) -> None:
         """Keep the runs at positions ``keep`` (the parameters are re-pointed by the caller)."""
         for tr, state in zip(self.transforms, self.states, strict=True):
-            tr.hp = {k: v[keep] for k, v in tr.hp.items()}
-            for k in state:
-                state[k] = state[k][keep]
+            tr.select(keep, state)
 
     def state_dict(self) -> dict:
         return {"t": self.t, "states": [{k: v.clone() for k, v in s.items()}
