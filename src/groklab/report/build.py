@@ -13,7 +13,15 @@ import pandas as pd
 from groklab.report.data import StudyData, load_studies
 from groklab.report.document import Block, Code, Figure, Heading, Paragraph, Table, to_markdown
 from groklab.report.html import to_html
-from groklab.report.tables import METRICS, censored_note, settings_note, summarize, wide
+from groklab.report.tables import (
+    CENSORED,
+    METRICS,
+    censored_note,
+    partial_note,
+    settings_note,
+    summarize,
+    wide,
+)
 from groklab.spec import RunSpec
 
 
@@ -82,8 +90,8 @@ def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path
 
 def _table_note(summary: pd.DataFrame, metric: str) -> str | None:
     """The notes under ``metric``'s table (paragraphs): censored runs, differing settings."""
-    notes = [censored_note(summary) if metric == "step_val_acc_99" else None,
-             settings_note(summary)]
+    notes = [censored_note(summary, metric) if metric in CENSORED else None,
+             partial_note(metric), settings_note(summary)]
     return "\n\n".join(n for n in notes if n) or None
 
 
@@ -110,7 +118,44 @@ def _figures(study: StudyData, root: Path) -> list[tuple[Path, str]]:
         path = root / "figures" / f"{slug}-{_slug(str(task))}.png"
         made.append((figures.task_figure(part, f"{study.name}: {task}", path, palette),
                      f"{task}: train (dashed) and validation (solid) loss and accuracy"))
+    for axis in numeric_axes(study):
+        points = axis_points(study.finished, axis)
+        axis_palette = figures.colors(list(dict.fromkeys(points["config"])))
+        for task, part in points.groupby("task", sort=False):
+            path = root / "figures" / f"{slug}-{_slug(str(task))}-by-{_slug(axis)}.png"
+            made.append((figures.axis_figure(part, axis, AXIS_METRICS,
+                                             f"{study.name}: {task} against {axis}", path,
+                                             axis_palette),
+                         f"{task}: maximum validation accuracy and steps to 99 % against "
+                         f"{axis} (mean ± stderr over seeds; a run that never reached 99 % "
+                         "counts as the step budget)"))
     return made
+
+
+AXIS_METRICS = {"max_val_acc": "max validation accuracy",
+                "step_val_acc_99": "steps to 99 % validation accuracy"}
+
+
+def numeric_axes(study: StudyData) -> list[str]:
+    """The study's grid axes (after overrides) with several numeric values, ``task`` aside."""
+    definition = study.definition or {}
+    grid = dict(definition.get("grid") or {})
+    grid |= {k: v for k, v in (definition.get("overrides") or {}).items() if len(v) > 1}
+    return [k for k, values in grid.items() if k not in ("task", "seed") and len(values) > 1
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            and k in study.finished.columns]
+
+
+def axis_points(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """Per task, configuration (its label without ``axis=value``) and axis value: the
+    summary metrics over seeds."""
+    token = re.compile(rf"(^|\s){re.escape(axis)}=\S+")
+    base = runs.assign(config=[token.sub("", c).strip() or axis for c in runs["config"]])
+    parts = []
+    for value, part in base.groupby(axis, sort=True):
+        parts.append(summarize(part.drop(columns=["settings"], errors="ignore")
+                               .assign(settings=part["config"])).assign(**{axis: value}))
+    return pd.concat(parts, ignore_index=True)
 
 
 def _settings(study: StudyData) -> list[Block]:

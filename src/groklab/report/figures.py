@@ -1,4 +1,10 @@
-"""Figures (docs/protocol.md §8): curves against steps, a line per configuration, ±stderr bands."""
+"""Figures (docs/protocol.md §8): curves against steps, a line per configuration, ±stderr bands.
+
+Steps are on a log scale, the field's convention for grokking plots (memorisation and the
+late rise of validation accuracy both stay visible); train is dashed, validation solid.
+A study with a numeric grid axis (such as the training fraction) also gets a figure of its
+summary metrics against that axis.
+"""
 
 from __future__ import annotations
 
@@ -58,6 +64,7 @@ def task_figure(curves: pd.DataFrame, title: str, path: Path, palette: dict) -> 
             _plot(ax, curves, f"train_{metric}", palette, "--")
             _plot(ax, curves, f"val_{metric}", palette, "-")
             ax.set_xlabel("step")
+            ax.set_xscale("log")
             ax.set_ylabel(name)
         ax_loss.set_yscale("log", nonpositive="clip")
         ax_acc.set_ylim(-0.02, 1.02)
@@ -81,9 +88,32 @@ def grid_figure(curves: pd.DataFrame, title: str, path: Path, palette: dict) -> 
             ax.set_title(task)
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel("step")
+            ax.set_xscale("log")
             ax.set_ylabel("validation accuracy")
         for ax in list(axes.flat)[len(tasks):]:
             ax.set_visible(False)
+        fig.suptitle(title)
+        _legend(fig, palette, styles=False)
+        fig.savefig(path, dpi=DPI)
+        plt.close(fig)
+    return path
+
+
+def axis_figure(points: pd.DataFrame, axis: str, metrics: dict[str, str], title: str,
+                path: Path, palette: dict) -> Path:
+    """Summary metrics against a numeric study axis: one panel per metric, one line per
+    configuration (``points``: config, the axis, ``<metric>_mean`` and ``_stderr``)."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics) + 1.6, 3.8),
+                                 squeeze=False, layout="constrained")
+        for ax, (metric, name) in zip(axes.flat, metrics.items(), strict=True):
+            for config, s in points.groupby("config", sort=False):
+                s = s.sort_values(axis)
+                mean, se = s[f"{metric}_mean"], s[f"{metric}_stderr"].fillna(0.0)
+                ax.errorbar(s[axis], mean, yerr=se, color=palette[config], marker="o", ms=4,
+                            lw=1.6, capsize=3)
+            ax.set_xlabel(axis)
+            ax.set_ylabel(name)
         fig.suptitle(title)
         _legend(fig, palette, styles=False)
         fig.savefig(path, dpi=DPI)

@@ -18,7 +18,15 @@ METRICS: dict[str, tuple[str, str]] = {
     "final_val_acc": ("Final validation accuracy", "{:.3f}"),
     "step_val_acc_99": ("Steps to 99 % validation accuracy", "{:.0f}"),
     "final_val_loss": ("Final validation loss", "{:.3g}"),
+    "max_val_acc": ("Maximum validation accuracy within the budget", "{:.3f}"),
+    "step_train_acc_99": ("Steps to 99 % train accuracy (memorisation)", "{:.0f}"),
+    "grokking_delay": ("Grokking delay: steps from 99 % train to 99 % validation accuracy",
+                       "{:.0f}"),
 }
+# step metrics a run may never reach: counted as the step budget and flagged (censored)
+CENSORED = {"step_val_acc_99": "censored", "step_train_acc_99": "censored_train"}
+# averaged over the runs that reached both thresholds only; the cell names how many
+PARTIAL = ("grokking_delay",)
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -27,23 +35,29 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     ``settings``. Runs without a ``settings`` column get their keys here; labels are left
     as given (``data.label_runs`` tells differing settings apart), so two settings under
     one label are an error rather than an average."""
-    columns = ["task", "config", "n", "steps", "censored"]
-    columns += [f"{m}_{s}" for m in METRICS for s in ("mean", "stderr")] + ["settings"]
+    columns = ["task", "config", "n", "steps", *CENSORED.values()]
+    columns += [f"{m}_{s}" for m in METRICS for s in ("mean", "stderr")]
+    columns += [f"{m}_n" for m in PARTIAL] + ["settings"]
     if runs.empty or not (runs["status"] == "finished").any():
         return pd.DataFrame(columns=columns)
     if "settings" not in runs.columns:
         runs = runs.assign(settings=[settings_key(r) for r in runs.to_dict("records")])
     df = runs[runs["status"] == "finished"].copy()
-    reached = pd.to_numeric(df["step_val_acc_99"], errors="coerce")
-    df["censored"] = reached.isna()
-    df["step_val_acc_99"] = reached.fillna(df["steps"]).astype(float)
+    for m in METRICS:
+        df[m] = pd.to_numeric(df[m], errors="coerce") if m in df else np.nan
+    for m, flag in CENSORED.items():
+        df[flag] = df[m].isna()
+        df[m] = df[m].fillna(df["steps"]).astype(float)
     g = df.groupby(["task", "config", "settings"], sort=False)
     out = g.size().rename("n").to_frame()
     out["steps"] = g["steps"].max()
-    out["censored"] = g["censored"].sum().astype(int)
+    for flag in CENSORED.values():
+        out[flag] = g[flag].sum().astype(int)
     for m in METRICS:
         out[f"{m}_mean"] = g[m].mean()
-        out[f"{m}_stderr"] = g[m].std(ddof=1) / np.sqrt(out["n"])
+        out[f"{m}_stderr"] = g[m].std(ddof=1) / np.sqrt(g[m].count())
+    for m in PARTIAL:
+        out[f"{m}_n"] = g[m].count()
     return _one_key_per_cell(out.reset_index()[columns])
 
 
@@ -63,9 +77,12 @@ def wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     cells = {}
     for r in summary.itertuples(index=False):
         mean, se = getattr(r, f"{metric}_mean"), getattr(r, f"{metric}_stderr")
-        text = fmt.format(mean) + ("" if pd.isna(se) else f" ± {fmt.format(se)}")
-        if metric == "step_val_acc_99" and r.censored:
+        text = "—" if pd.isna(mean) else fmt.format(mean) + (
+            "" if pd.isna(se) else f" ± {fmt.format(se)}")
+        if metric in CENSORED and getattr(r, CENSORED[metric]):
             text += "*"
+        if metric in PARTIAL and 0 < getattr(r, f"{metric}_n") < r.n:
+            text += f" (n={getattr(r, f'{metric}_n')})"
         cells[(r.task, r.config)] = text
     tasks = list(dict.fromkeys(summary["task"]))
     configs = list(dict.fromkeys(summary["config"]))
@@ -74,15 +91,25 @@ def wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     return table
 
 
-def censored_note(summary: pd.DataFrame) -> str | None:
+def censored_note(summary: pd.DataFrame, metric: str = "step_val_acc_99") -> str | None:
     """The footnote for flagged step cells: how many runs of each never reached 99 %."""
-    flagged = summary[summary["censored"] > 0]
+    flag = CENSORED[metric]
+    flagged = summary[summary[flag] > 0]
     if flagged.empty:
         return None
-    cells = "; ".join(f"{r.task} / {r.config}: {r.censored} of {r.n}"
+    cells = "; ".join(f"{r.task} / {r.config}: {getattr(r, flag)} of {r.n}"
                       for r in flagged.itertuples(index=False))
-    return ("* Some runs never reached 99 % validation accuracy and count as the step "
+    which = "validation" if metric == "step_val_acc_99" else "train"
+    return (f"* Some runs never reached 99 % {which} accuracy and count as the step "
             f"budget ({', '.join(str(s) for s in dict.fromkeys(flagged['steps']))}): {cells}.")
+
+
+def partial_note(metric: str) -> str | None:
+    """The note under a metric defined only for some runs (the grokking delay)."""
+    if metric != "grokking_delay":
+        return None
+    return ("Mean over the runs that reached 99 % on both train and validation accuracy; "
+            "(n=k) marks a cell where only k seeds did, — one where none did.")
 
 
 def settings_note(summary: pd.DataFrame) -> str | None:

@@ -1,0 +1,81 @@
+"""The §6.2–6.5 presets (training fraction, architectures, optimisers, Grokfast): what they
+expand to, how they batch into cohorts, and each one end to end at tiny size with its report."""
+
+import pytest
+
+from groklab.engine.runner import plan_cohorts
+from groklab.report import load_studies, write_report
+from groklab.store import Store
+from groklab.studies import preset, run_study
+
+# name -> (runs, cohorts, labels of seed 0 in order, fixed settings)
+PRESETS = {
+    "grokking-fraction": (12, 1, [f"train_fraction={a}" for a in (0.3, 0.4, 0.5, 0.7)],
+                          dict(weight_decay=0.05, batch_size=256, steps=20000)),
+    "grokking-architectures": (9, 3, ["transformer", "mlp", "lstm"],
+                               dict(train_fraction=0.5, batch_size=256, steps=10000)),
+    "grokking-optimizers": (90, 3, [f"{v} train_fraction={a}" for a in
+                                    (0.3, 0.4, 0.5, 0.6, 0.7, 0.8) for v in
+                                    ("sgd", "sgd-nesterov", "adam", "adamw", "adam-dropout")],
+                            dict(batch_size=256, steps=8000)),
+    "grokfast": (18, 2, [f"{v} model={m}" for m in ("transformer", "mlp")
+                         for v in ("none", "ma", "ema")],
+                 dict(train_fraction=0.5, batch_size=256, steps=10000)),
+}
+# small enough for a CPU test: p = 11, narrow models, a few steps
+TINY = dict(p=11, d_model=16, n_heads=2, d_hidden=16, batch_size=16, eval_every=5)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_preset_expands_to_the_runs_it_claims(name):
+    n_runs, n_cohorts, labels, fixed = PRESETS[name]
+    runs = preset(name).expand()
+    assert len(runs) == n_runs
+    assert list(dict.fromkeys(r.label for r in runs if r.spec.seed == 0)) == labels
+    assert {r.spec.seed for r in runs} == {0, 1, 2}
+    assert all(getattr(r.spec, k) == v for r in runs for k, v in fixed.items())
+    assert all(r.spec.task == "x_plus_y" for r in runs)
+    assert len(plan_cohorts([r.spec for r in runs])) == n_cohorts
+
+
+def test_optimizer_variants_are_what_their_names_say():
+    specs = {r.label.split()[0]: r.spec for r in preset("grokking-optimizers").expand()}
+    assert specs["sgd"].optimizer == "sgd" and specs["sgd"].momentum == 0
+    nesterov = specs["sgd-nesterov"]
+    assert nesterov.nesterov and nesterov.momentum == 0.9
+    assert specs["adam"].optimizer == "adam" and specs["adam"].weight_decay == 0
+    assert specs["adamw"].optimizer == "adamw" and specs["adamw"].weight_decay == 0.05
+    assert specs["adam-dropout"].dropout == 0.1 and specs["adam-dropout"].optimizer == "adam"
+
+
+def test_grokfast_variants_use_the_reference_filters():
+    specs = {r.label: r.spec for r in preset("grokfast").expand()}
+    ma, ema = specs["ma model=mlp"], specs["ema model=transformer"]
+    assert (ma.grad_filter, ma.filter_window, ma.resolved_filter_lamb()) == ("ma", 100, 5.0)
+    assert (ema.grad_filter, ema.filter_alpha, ema.resolved_filter_lamb()) == ("ema", 0.98, 2.0)
+    assert specs["none model=mlp"].grad_filter == "none"
+
+
+@pytest.mark.parametrize("name, steps", [("grokking-fraction", 20), ("grokking-architectures", 10),
+                                         ("grokking-optimizers", 10), ("grokfast", 10)])
+def test_preset_runs_at_tiny_size_and_reports(tmp_path, name, steps):
+    study = preset(name).with_overrides(steps=steps, seeds=2 if name == "grokking-fraction"
+                                        else 1, **TINY)
+    counts = run_study(study, tmp_path, progress=False)
+    assert counts["trained"] == len(study.expand())
+    with Store(tmp_path, create=False) as store:
+        runs = store.runs()
+    assert all(r["status"] == "finished" and r["max_val_acc"] is not None for r in runs)
+    files = write_report(tmp_path)
+    text = files.markdown.read_text()
+    assert "Maximum validation accuracy within the budget" in text
+    assert "Grokking delay" in text
+    names = [p.name for p in files.figures]
+    by_alpha = [n for n in names if n.endswith("-by-train_fraction.png")]
+    if name in ("grokking-fraction", "grokking-optimizers"):
+        assert by_alpha == [f"{name}-x_plus_y-by-train_fraction.png"]
+        assert by_alpha[0] in text
+    else:
+        assert by_alpha == []
+    (data,) = load_studies(tmp_path)
+    assert len(data.finished) == len(study.expand())
