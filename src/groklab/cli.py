@@ -157,8 +157,10 @@ def run(
                f"store: {out}/groklab.sqlite", err=True)
 
 
-RESULT_COLUMNS = ["id", "task", "label", "seed", "status", "steps", "final_train_acc",
-                  "final_val_acc", "final_val_loss", "step_val_acc_99"]
+RESULT_COLUMNS = ["id", "task", "model", "label", "seed", "status", "steps", "final_train_acc",
+                  "final_val_acc", "max_val_acc", "final_val_loss", "step_train_acc_99",
+                  "step_val_acc_99", "grokking_delay"]
+STEP_COLUMNS = ("step_train_acc_99", "step_val_acc_99", "grokking_delay")
 
 
 @app.command()
@@ -183,8 +185,9 @@ def results(
         return
     import pandas as pd
 
-    df = pd.DataFrame(runs)[RESULT_COLUMNS]
-    df["step_val_acc_99"] = df["step_val_acc_99"].map(lambda v: "—" if pd.isna(v) else int(v))
+    df = pd.DataFrame(runs).reindex(columns=RESULT_COLUMNS)
+    for column in STEP_COLUMNS:
+        df[column] = df[column].map(lambda v: "—" if pd.isna(v) else int(v))
     typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
 
 
