@@ -33,6 +33,11 @@ COHORTS = {
                  dict(grad_filter="ma", filter_window=3), dict(grad_filter="ma", seed=2,
                                                              filter_window=5, filter_lamb=2.0)],
     "dropout": [dict(dropout=0.1), dict(), dict(dropout=0.3, seed=2)],
+    "embedding": [dict(diagnostics=True), dict(diagnostics=True, embedding_lr="adaptive",
+                                               embedding_lr_every=4),
+                  dict(diagnostics=True, sampling="balanced", seed=1),
+                  dict(diagnostics=True, embedding_lr="adaptive", embedding_lr_c=0.5,
+                       embedding_lr_every=3, sampling="balanced", seed=2)],
 }
 
 
@@ -46,7 +51,8 @@ def as_tensor(curve):
 
 def test_the_cohorts_vary_every_per_run_field():
     varied = {k for runs in COHORTS.values() for kw in runs for k in kw}
-    assert PER_RUN <= varied | {"seed"}
+    # init_from needs a parent's weights: tests/test_warm.py trains such a cohort
+    assert PER_RUN <= varied | {"seed", "init_from"}
 
 
 @pytest.mark.parametrize("name", list(COHORTS))
@@ -58,6 +64,10 @@ def test_every_run_of_a_cohort_equals_the_run_alone(name):
         alone = train_cohort([s], progress=False)[0]
         torch.testing.assert_close(as_tensor(curve), as_tensor(alone), rtol=1e-4, atol=1e-4,
                                    msg=lambda m, s=s: f"{s.identity()}: {m}")
+        extras = [[r.extra.get(k, math.nan) for k in sorted(curve[0].extra)] for r in curve]
+        alone_extras = [[r.extra[k] for k in sorted(curve[0].extra)] for r in alone]
+        torch.testing.assert_close(torch.tensor(extras), torch.tensor(alone_extras), rtol=1e-4,
+                                   atol=1e-4)
     finals = {round(c[-1].train_loss, 5) for c in together}
     assert len(finals) == len(specs)  # every per-run setting had an effect
 

@@ -16,9 +16,12 @@ V1_IDS = {
 
 # a valid non-default value for every field (a new field must be added here, which makes
 # its author decide whether it is per-run or structural)
-OTHER = dict(task="x_minus_y", p=89, k=4, train_fraction=0.3, model="mlp", n_layers=3,
+OTHER = dict(task="x_minus_y", p=89, k=4, operands=3, n_examples=5000, max_len=12,
+             init_from="0123456789abcdef", train_fraction=0.3, model="mlp", n_layers=3,
              d_model=64, n_heads=2, d_ff=100, d_hidden=64, activation="gelu", embedding=False,
-             dropout=0.1, optimizer="adam", beta1=0.8, beta2=0.9, eps=1e-6,
+             dropout=0.1, embedding_lr="adaptive", embedding_lr_c=2.0, embedding_lr_every=10,
+             sampling="balanced", diagnostics=True, optimizer="adam", beta1=0.8, beta2=0.9,
+             eps=1e-6,
              weight_decay=0.1, decay_params="matrices", momentum=0.5, nesterov=True,
              grad_clip=1.0, grad_filter="ema", filter_alpha=0.9, filter_window=10,
              filter_lamb=3.0, lr=(1e-4, 1e-3, 1e-2), lr_name="x", group_rules=((r".", "lower"),),
@@ -32,6 +35,9 @@ NEEDS = dict(k={"task": "permutation"}, momentum={"optimizer": "sgd"},
              min_lr_ratio={"lr_schedule": "cosine"}, lr_depth_gamma={"lr_depth": "exponential"},
              lr_depth_floor={"lr_depth": "linear"}, d_hidden={"model": "mlp"},
              activation={"model": "mlp"}, embedding={"model": "mlp"},
+             embedding_lr_c={"embedding_lr": "adaptive"},
+             embedding_lr_every={"embedding_lr": "adaptive"},
+             operands={"task": "sum"}, n_examples={"task": "sum"},
              )
 
 

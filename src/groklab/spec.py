@@ -59,10 +59,11 @@ PER_RUN = frozenset({
     "seed", "lr", "train_fraction", "dropout", "beta1", "beta2", "eps", "weight_decay", "momentum",
     "nesterov", "warmup", "lr_schedule", "min_lr_ratio", "lr_depth", "lr_depth_gamma",
     "lr_depth_floor", "decay_params", "grad_clip", "grad_filter", "filter_alpha",
-    "filter_window", "filter_lamb"})
+    "filter_window", "filter_lamb", "init_from", "embedding_lr", "embedding_lr_c",
+    "embedding_lr_every", "sampling"})
 
 # Task arguments: each task takes the subset its builder names; it ignores the rest.
-TASK_FIELDS = ("p", "k")
+TASK_FIELDS = ("p", "k", "operands", "n_examples")
 
 # Grokfast's reference amplification for each filter (docs/protocol.md §6)
 FILTER_LAMB = {"ema": 2.0, "ma": 5.0}
@@ -96,6 +97,8 @@ class RunSpec(BaseModel):
     task: str = "x_plus_y"
     p: int = Field(97, ge=2)
     k: int = Field(5, ge=2)
+    operands: int = Field(2, ge=2)  # sum: K, the number of operands
+    n_examples: int = Field(10_000, ge=2)  # sum: sample size when p^K is larger
     train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     # model (protocol §3)
     model: ModelName = "transformer"
@@ -103,10 +106,18 @@ class RunSpec(BaseModel):
     d_model: int = Field(128, ge=1)  # embedding width
     n_heads: int = Field(4, ge=1)  # Transformer only
     d_ff: int | None = Field(None, ge=1)  # Transformer only; None: 4 · d_model
+    max_len: int | None = Field(None, ge=1)  # Transformer positions; None: the task's length
     d_hidden: int = Field(512, ge=1)  # MLP and LSTM hidden width
     activation: Activation = "relu"  # MLP only
     embedding: bool = True  # MLP only; False: one-hot inputs, no embedding table
     dropout: float = Field(0.0, ge=0.0, lt=1.0)  # training only (docs/protocol.md §3)
+    # embedding study (protocol §5, §6.7): adaptive embedding rate, balanced batches, and
+    # recording σ_max, norms, rates and token update counts at every evaluation
+    embedding_lr: Literal["fixed", "adaptive"] = "fixed"
+    embedding_lr_c: float = Field(1.0, gt=0.0)
+    embedding_lr_every: int = Field(100, ge=1)  # recompute every N updates
+    sampling: Literal["uniform", "balanced"] = "uniform"
+    diagnostics: bool = False
     # optimiser (protocol §4)
     optimizer: OptimizerName = "adamw"
     beta1: float = Field(0.9, ge=0.0, lt=1.0)
@@ -131,6 +142,9 @@ class RunSpec(BaseModel):
     lr_depth: DepthDecay = "none"
     lr_depth_gamma: float = Field(0.8, gt=0.0)  # exponential: η_i = η_0 γ^i
     lr_depth_floor: float = Field(0.1, ge=0.0, le=1.0)  # linear/cosine: deepest = floor × η_0
+    # warm start (protocol §6): the id of a finished run of the same store whose final
+    # weights this run starts from (its optimiser state starts fresh)
+    init_from: str | None = Field(None, pattern=r"^[0-9a-f]{16}$")
     # schedule and evaluation (protocol §4)
     steps: int = Field(7500, ge=1)
     batch_size: int = Field(512, ge=1)
@@ -155,6 +169,9 @@ class RunSpec(BaseModel):
             raise ValueError(f"unknown task {self.task!r}; known tasks: {', '.join(task_names())}")
         if self.model == "transformer" and self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.embedding_lr == "adaptive" and self.model == "mlp" and not self.embedding:
+            raise ValueError("embedding_lr 'adaptive' needs an embedding table (the MLP has "
+                             "none with embedding = false)")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
         groups = {g for _, g in self.group_rules} if self.group_rules else set(GROUPS)
@@ -166,6 +183,10 @@ class RunSpec(BaseModel):
             raise ValueError(f"group rules name {sorted(groups - set(GROUPS))}: give lr as a "
                              "table of rates per group")
         build_task(self.task, **self.task_args())  # raises TaskError for impossible settings
+        if self.model == "transformer" and self.max_len is not None \
+                and self.max_len < self.seq_len():
+            raise ValueError(f"max_len {self.max_len} is shorter than the task's sequences "
+                             f"({self.seq_len()} tokens)")
         return self
 
     # -- what the run uses ------------------------------------------------------------------
@@ -173,6 +194,10 @@ class RunSpec(BaseModel):
         """The task settings this run's task takes (by its builder's signature)."""
         params = inspect.signature(task_builder(self.task)).parameters
         return {f: getattr(self, f) for f in TASK_FIELDS if f in params}
+
+    def seq_len(self) -> int:
+        """Tokens per example of this run's task."""
+        return build_task(self.task, **self.task_args()).seq_len
 
     def rates(self) -> dict[str, float]:
         """The base learning rate of every group, by group name."""
@@ -205,9 +230,13 @@ class RunSpec(BaseModel):
             out.add("filter_alpha")
         if self.d_ff == 4 * self.d_model:
             out.add("d_ff")
+        if self.model != "transformer" or self.max_len == self.seq_len():
+            out.add("max_len")
         out |= {"transformer": {"d_hidden", "activation", "embedding"},
                 "mlp": {"n_heads", "d_ff"},
                 "lstm": {"n_heads", "d_ff", "activation", "embedding"}}[self.model]
+        if self.embedding_lr == "fixed":
+            out |= {"embedding_lr_c", "embedding_lr_every"}
         if self.model == "mlp" and not self.embedding:
             out.add("d_model")
         return out

@@ -7,26 +7,30 @@ policy, the sampler, per-run noise streams and the objective. ``step`` does one 
 every run; ``evaluate`` returns each run's named metrics and runs the evaluation hooks,
 which may add metrics and retire runs (early stop, pruning); ``state_dict`` /
 ``load_state_dict`` save and restore all of it. Nothing a run computes depends on its
-cohort mates: split, init, batches and noise come from its own seed.
+cohort mates: table, split, init, batches and noise come from its own seed, or, for a warm
+start (``init_from``), its initial weights from its parent's final ones (``parents``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
+from groklab.engine.balanced import build_sampler
+from groklab.engine.embedding import diagnostics_hook, embedding_monitor
 from groklab.engine.host import keep_freed_memory
 from groklab.engine.objective import LastTokenClassification, Objective
 from groklab.engine.params import FlatParams
 from groklab.engine.records import EvalRow
-from groklab.engine.sampler import UniformSampler, noise_seed, run_generators
+from groklab.engine.sampler import noise_seed, run_generators
+from groklab.engine.tables import cohort_tables
 from groklab.models import CohortModel, RunRandom, build_model
 from groklab.optim import ParamLayout, build_optimizer
 from groklab.spec import RunSpec
-from groklab.tasks import TaskData, build_task, split_indices
+from groklab.tasks import TaskData
 
 # On a CPU, evaluation goes through the split in slices of about this many sequences (summed
 # over the cohort): activations then stay a few MiB, so the allocator reuses warm memory. One
@@ -112,7 +116,8 @@ class CohortState:
     """R runs with one cohort key, trained together (see the module docstring)."""
 
     def __init__(self, specs: Sequence[RunSpec], device: str | torch.device = "cpu", *,
-                 compile: bool = False, hooks: Sequence[Hook] = ()):
+                 compile: bool = False, hooks: Sequence[Hook] = (),
+                 parents: Mapping[str, Mapping[str, torch.Tensor]] | None = None):
         if not specs:
             raise ValueError("a cohort needs at least one run")
         s0 = specs[0]
@@ -127,20 +132,22 @@ class CohortState:
         self.steps, self.batch, self.eval_every = s0.steps, s0.batch_size, s0.eval_every
         self.hooks = list(hooks)
 
-        task = build_task(s0.task, **s0.task_args())
+        gens = [run_generators(s.seed) for s in specs]
+        tables = cohort_tables(specs, gens)  # per-run tables and splits (engine/tables.py)
+        task = tables.task
         check_vocabulary(task)
         self.model = build_model(s0, task)
-        gens = [run_generators(s.seed) for s in specs]
-        splits = [split_indices(len(task), s.train_fraction, g["split"])
-                  for s, g in zip(specs, gens, strict=True)]
-        train_idx, _ = pad_stack([t for t, _ in splits])
-        val_idx, val_mask = pad_stack([v for _, v in splits])
-        self.train_idx = train_idx.to(device)  # [R, max n_train]
-        self.inputs, self.targets = task.inputs.to(device), task.targets.to(device)
+        train_idx, _ = pad_stack(tables.train)
+        val_idx, val_mask = pad_stack(tables.val)
+        self.train_idx = train_idx.to(device)  # [R, max n_train] rows of ``inputs``
+        self.inputs, self.targets = tables.inputs.to(device), tables.targets.to(device)
         self.val_x, self.val_y = self.inputs[val_idx.to(device)], self.targets[val_idx.to(device)]
         self.val_mask = val_mask.to(device)
 
-        self.params = FlatParams.stack([self.model.init(g["init"]) for g in gens], device)
+        inits = [self.model.init(g["init"]) for g in gens]  # every run draws its init stream
+        inits = [warm_start(s, init, parents) for s, init in zip(specs, inits, strict=True)]
+        self.params = FlatParams.stack(inits, device)
+        self.finished_params: dict[int, dict[str, torch.Tensor]] = {}  # retired: position -> params
         self.layout = ParamLayout.build(self.model.param_info(),
                                         s0.group_rules or self.model.default_groups(),
                                         self.model.n_blocks)
@@ -148,8 +155,12 @@ class CohortState:
             raise RuntimeError("the model's param_info disagrees with its init")
         self.opt, self.policy = build_optimizer(specs, self.layout, self.params.flat)
         self.grad = torch.empty_like(self.params.flat)
-        self.sampler = UniformSampler([g["batch"] for g in gens], [len(t) for t, _ in splits],
-                                      self.batch, device)
+        self.sampler = build_sampler(specs, [g["batch"] for g in gens], tables.inputs,
+                                     tables.train, self.batch, device)
+        self.embedding = embedding_monitor(specs, self.model, self.policy, task.vocab_size,
+                                           device)  # adaptive embedding rate, diagnostics
+        if s0.diagnostics:
+            self.hooks.insert(0, diagnostics_hook)
         self.rng = RunRandom([noise_seed(g["noise"]) for g in gens], device,
                              dropout=[s.dropout for s in specs])
         self.objective: Objective = LastTokenClassification()
@@ -179,6 +190,9 @@ class CohortState:
     def step(self) -> None:
         """One update of every run."""
         rows = self.train_rows()
+        if self.embedding is not None:
+            self.embedding.observe(self.inputs[rows])
+            self.embedding.before_update(self.t, self.params)
         loss, metrics = self.fn(self.params.views, self.inputs[rows], self.targets[rows],
                                 True, self.rng)
         loss = loss.mean(1)
@@ -244,6 +258,8 @@ class CohortState:
         """Remove the runs at ``positions`` (of the current cohort); the rest go on."""
         gone = set(positions)
         keep = [i for i in range(self.n_runs) if i not in gone]
+        for i in sorted(gone):
+            self.finished_params[self.index[i]] = self.params.run(i)
         k = torch.tensor(keep, dtype=torch.long, device=self.device)
         self.index = [self.index[i] for i in keep]
         self.params = self.params.select(keep)
@@ -252,6 +268,8 @@ class CohortState:
         self.policy.select(k)
         self.sampler.select(keep)
         self.rng.select(keep)
+        if self.embedding is not None:
+            self.embedding.select(k)
         self.train_idx, self.val_x = self.train_idx[k], self.val_x[k]
         self.val_y, self.val_mask = self.val_y[k], self.val_mask[k]
         self.grad = torch.empty_like(self.params.flat)
@@ -264,13 +282,15 @@ class CohortState:
                 "params": self.params.flat.detach().cpu().clone(),
                 "opt": _to(self.opt.state_dict(), "cpu"), "policy": self.policy.state_dict(),
                 "sampler": self.sampler.state_dict(), "rng": self.rng.state_dict(),
-                "sums": {n: v.cpu().clone() for n, v in self.sums.items()}, "seen": self.seen}
+                "sums": {n: v.cpu().clone() for n, v in self.sums.items()}, "seen": self.seen,
+                "embedding": None if self.embedding is None else self.embedding.state_dict()}
 
     def load_state_dict(self, sd: dict) -> None:
         """Restore a ``state_dict`` of a cohort built from the same specs."""
         if sd["index"] != self.index:
             missing = [i for i, pos in enumerate(self.index) if pos not in sd["index"]]
             self.retire(missing)
+            self.finished_params.clear()  # retired before the save: not this state's to report
         if sd["index"] != self.index:
             raise ValueError("checkpoint runs do not match this cohort's runs")
         self.t, self.seen = int(sd["t"]), int(sd["seen"])
@@ -281,6 +301,29 @@ class CohortState:
         self.sampler.load_state_dict(sd["sampler"])
         self.rng.load_state_dict(sd["rng"])
         self.sums = {n: v.to(self.device) for n, v in sd["sums"].items()}
+        if self.embedding is not None:
+            self.embedding.load_state_dict(sd["embedding"])
+
+
+def warm_start(spec: RunSpec, init: dict[str, torch.Tensor],
+               parents: Mapping[str, Mapping[str, torch.Tensor]] | None
+               ) -> dict[str, torch.Tensor]:
+    """A run's initial parameters: its parent's final weights when ``spec.init_from`` names
+    one (same names and shapes as ``init``, else ``ValueError``), else ``init``."""
+    if spec.init_from is None:
+        return init
+    if parents is None or spec.init_from not in parents:
+        raise ValueError(f"run {spec.run_id} starts from run {spec.init_from}, whose weights "
+                         "were not given (train the parent first, into the same store)")
+    parent = parents[spec.init_from]
+    shapes = {n: tuple(t.shape) for n, t in init.items()}
+    theirs = {n: tuple(t.shape) for n, t in parent.items()}
+    if shapes != theirs:
+        diff = sorted(n for n in set(shapes) | set(theirs) if shapes.get(n) != theirs.get(n))
+        raise ValueError(f"run {spec.run_id} cannot start from run {spec.init_from}: parameters "
+                         f"differ in name or shape ({', '.join(diff[:4])}); a Transformer "
+                         "continued on longer sequences needs max_len set on both")
+    return {n: parent[n].detach().to(torch.float32).clone() for n in init}
 
 
 def _to(obj: object, device: str | torch.device) -> object:

@@ -35,6 +35,7 @@ class Transformer:
     d_ff: int = 512
     prune_last: bool = True
     legacy_init: bool = False  # semantics version 1: every linear U(±1/√fan_in)
+    max_len: int | None = None  # position embeddings (None: seq_len); forward uses the first T
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads:
@@ -48,7 +49,7 @@ class Transformer:
         D, F_ = self.d_model, self.d_ff
         out: dict[str, tuple[int, ...]] = {
             "tok_emb": (self.vocab_size, D),
-            "pos_emb": (self.seq_len, D),
+            "pos_emb": (self.max_len or self.seq_len, D),
         }
         for i in range(self.n_layers):
             out |= {
@@ -111,6 +112,11 @@ class Transformer:
                 uniform_(t, fan_in, generator)
             params[name] = t
         return params
+
+    def embedding_pair(self) -> tuple[str, str]:
+        """The token embedding and the first weight matrix downstream of it (block 0's
+        q/k/v in-projection), for the embedding study (engine/embedding.py)."""
+        return "tok_emb", "blocks.0.attn.qkv.weight"
 
     def default_groups(self) -> GroupRules:
         """embedding; lower = first half of the blocks; higher = the rest, final LN and head."""

@@ -1,0 +1,134 @@
+"""Frequency-aware ("balanced") batch sampling (docs/protocol.md §6.7).
+
+Uniform sampling draws training examples with equal probability, so an operand token that
+is rare in a run's training split is in few batches and its embedding row is rarely
+updated. Balanced sampling makes every operand token the *key* of equally many batch slots:
+
+- A run's operand tokens are the non-symbol input tokens (id ≥ 2) of its training split.
+- Its key stream runs through those tokens in a random order, then through a fresh random
+  order, and so on: over any stretch of the stream every token is a key ⌊n/|T|⌋ or
+  ⌈n/|T|⌉ times.
+- A slot with key t draws one occurrence of t uniformly among all (example, position)
+  occurrences of t in the training split and takes its example.
+
+So each token appears in a batch at least as often as it is a key (exactly equal across
+tokens, up to one) plus as a partner of other keys; the spread of per-batch token counts is
+well below uniform sampling's (tests/test_balanced.py measures it). Every training example
+contains an operand token, so every one is reachable; only training examples are drawn.
+Each run draws from its own generator, ``SAMPLE_CHUNK`` steps at a time, like
+``UniformSampler``; a run set to uniform sampling draws exactly what ``UniformSampler``
+draws, so one cohort can mix the two.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from groklab.engine.sampler import SAMPLE_CHUNK, UniformSampler
+from groklab.tasks.base import N_SYMBOLS
+
+
+class TokenIndex:
+    """The occurrences of each operand token in one run's training split."""
+
+    def __init__(self, train_tokens: torch.Tensor):
+        """``train_tokens``: ``[n_train, T]`` input tokens of the run's training examples."""
+        n, T = train_tokens.shape
+        flat = train_tokens.reshape(-1)
+        operand = flat >= N_SYMBOLS
+        example = torch.arange(n).repeat_interleave(T)[operand]
+        token = flat[operand]
+        order = torch.argsort(token, stable=True)
+        self.example = example[order]  # occurrences grouped by token
+        self.tokens, counts = torch.unique_consecutive(token[order], return_counts=True)
+        self.count = counts
+        self.start = torch.cumsum(counts, 0) - counts
+
+    def draw(self, gen: torch.Generator, n: int, carry: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` example positions; ``carry`` is the rest of the current key order (token
+        slots not yet used), returned updated."""
+        k = len(self.tokens)
+        parts, have = [carry], len(carry)
+        while have < n:
+            perm = torch.randperm(k, generator=gen)
+            parts.append(perm)
+            have += k
+        keys = torch.cat(parts)
+        use, rest = keys[:n], keys[n:]
+        u = torch.rand(n, generator=gen, dtype=torch.float64)
+        pick = self.start[use] + (u * self.count[use]).long().clamp(max=self.count[use] - 1)
+        return self.example[pick], rest.clone()
+
+
+class MixedSampler:
+    """Per run, balanced or uniform draws of ``batch`` positions into its train split (the
+    interface of ``UniformSampler``)."""
+
+    def __init__(self, gens: Sequence[torch.Generator], train_tokens: Sequence[torch.Tensor],
+                 balanced: Sequence[bool], batch: int, device: torch.device):
+        self.gens, self.batch, self.device = list(gens), batch, device
+        self.n = [len(t) for t in train_tokens]
+        self.index = [TokenIndex(t) if b else None
+                      for t, b in zip(train_tokens, balanced, strict=True)]
+        self.carry = [torch.empty(0, dtype=torch.long) for _ in self.gens]
+        self.buf: torch.Tensor | None = None
+        self.pos = SAMPLE_CHUNK
+        self.chunk_start: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def next(self) -> torch.Tensor:
+        """``[R, B]`` positions into each run's train split."""
+        if self.pos == SAMPLE_CHUNK:
+            self._draw()
+            self.pos = 0
+        self.pos += 1
+        assert self.buf is not None
+        return self.buf[self.pos - 1]
+
+    def _draw(self) -> None:
+        self.chunk_start = [(g.get_state(), c.clone()) for g, c in zip(self.gens, self.carry,
+                                                                         strict=True)]
+        draws = []
+        for r, (g, n, idx) in enumerate(zip(self.gens, self.n, self.index, strict=True)):
+            if idx is None:
+                draws.append(torch.randint(n, (SAMPLE_CHUNK, self.batch), generator=g))
+            else:
+                pos, self.carry[r] = idx.draw(g, SAMPLE_CHUNK * self.batch, self.carry[r])
+                draws.append(pos.view(SAMPLE_CHUNK, self.batch))
+        self.buf = torch.stack(draws, 1).to(self.device)
+
+    def select(self, keep: Sequence[int]) -> None:
+        pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
+        self.gens, self.n, self.index = pick(self.gens), pick(self.n), pick(self.index)
+        self.carry = pick(self.carry)
+        self.chunk_start = pick(self.chunk_start) if self.chunk_start else []
+        if self.buf is not None:
+            self.buf = self.buf[:, list(keep)]
+
+    def state_dict(self) -> dict:
+        if self.pos == SAMPLE_CHUNK or not self.chunk_start:
+            return {"states": [g.get_state() for g in self.gens],
+                    "carry": [c.clone() for c in self.carry], "pos": SAMPLE_CHUNK}
+        return {"states": [s.clone() for s, _ in self.chunk_start],
+                "carry": [c.clone() for _, c in self.chunk_start], "pos": self.pos}
+
+    def load_state_dict(self, sd: dict) -> None:
+        for g, s in zip(self.gens, sd["states"], strict=True):
+            g.set_state(s)
+        self.carry = [c.clone() for c in sd["carry"]]
+        self.pos = int(sd["pos"])
+        if self.pos < SAMPLE_CHUNK:
+            self._draw()  # redraw the current chunk from its start
+
+
+def build_sampler(specs: Sequence, gens: Sequence[torch.Generator], inputs: torch.Tensor,
+                  train_rows: Sequence[torch.Tensor], batch: int, device: torch.device
+                  ) -> UniformSampler | MixedSampler:
+    """The cohort's sampler: ``UniformSampler`` unless a run asks for balanced batches."""
+    sizes = [len(t) for t in train_rows]
+    if all(s.sampling == "uniform" for s in specs):
+        return UniformSampler(gens, sizes, batch, device)
+    tokens = [inputs.cpu()[t.cpu()] for t in train_rows]
+    return MixedSampler(gens, tokens, [s.sampling == "balanced" for s in specs], batch, device)

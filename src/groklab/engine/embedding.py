@@ -1,0 +1,185 @@
+"""The embedding study's mechanics (docs/protocol.md §5 and §6.7): largest singular values,
+token update frequencies, the adaptive embedding rate and the diagnostics recorded.
+
+Matrices. ``E`` is the token-embedding table ``tok_emb`` ``[V, D]``; ``W`` is the first
+weight matrix downstream of it, named by the model's ``embedding_pair()``: the Transformer's
+block-0 in-projection (q, k and v together, ``[D, 3D]``), the MLP's first hidden layer
+(``[T·D, H]``), the LSTM's first input-to-hidden matrix (``[D, 4H]``).
+
+σ_max is estimated by power iteration on ``AᵀA``, batched over the cohort: 100 iterations
+from the all-ones vector the first time, then 20 iterations warm-started from the previous
+vector. The count is fixed (never "until the cohort converges"), so a run's estimate does
+not depend on its cohort mates; it is accurate to far better than 1e-3 relative
+(tests/test_embedding.py checks it against ``torch.linalg.svdvals``).
+
+Update frequency. A batch updates row v of ``E`` when token v occurs in it (any position).
+``f_E`` is the fraction of the V rows updated, averaged over the batches since the last
+recompute (at the first recompute: the first batch); ``f_W = 1`` (every batch updates all
+of W). Every row's running count of updating batches gives the spread diagnostics.
+
+Adaptive rate (``embedding_lr = "adaptive"``). Before update t, for each adaptive run with
+t a multiple of its ``embedding_lr_every`` (N): η_E = η_W · c · (σ_max(E) / σ_max(W)) ·
+(f_W / f_E), where η_W is the base rate the run's configuration gives W's group and block
+(warm-up and schedule then multiply η_E as every other rate). η_E replaces the base rate
+of every slot of E's group (token and position embeddings), so it holds until the next
+recompute. Runs with a fixed rate in the same cohort keep theirs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+
+from groklab.engine.params import FlatParams
+
+if TYPE_CHECKING:
+    from groklab.engine.state import CohortState, HookResult
+    from groklab.optim.rates import RatePolicy
+    from groklab.spec import RunSpec
+
+FIRST_ITERS = 100
+WARM_ITERS = 20
+
+
+def sigma_max(a: torch.Tensor, v: torch.Tensor | None = None, iters: int = FIRST_ITERS
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Largest singular value of each ``a[r]`` (``[R, m, n]``) by power iteration on
+    ``aᵀa`` from ``v`` (``[R, n]``; all ones when None) -> (``[R]``, the new ``v``)."""
+    a = a.detach().float()
+    if v is None:
+        v = torch.ones(a.shape[0], a.shape[2], device=a.device)
+    v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp(min=1e-30)
+    for _ in range(iters):
+        w = torch.bmm(a.transpose(1, 2), torch.bmm(a, v.unsqueeze(2))).squeeze(2)
+        v = w / torch.linalg.vector_norm(w, dim=1, keepdim=True).clamp(min=1e-30)
+    sigma = torch.linalg.vector_norm(torch.bmm(a, v.unsqueeze(2)).squeeze(2), dim=1)
+    return sigma, v
+
+
+class EmbeddingMonitor:
+    """Per run: token update counts, f_E since the last recompute, σ_max(E) and σ_max(W)
+    (warm-started vectors), and the adaptive embedding rate where a run asks for it."""
+
+    def __init__(self, specs: Sequence[RunSpec], pair: tuple[str, str], vocab_size: int,
+                 policy: RatePolicy, device: torch.device):
+        self.e_name, self.w_name = pair
+        self.vocab = vocab_size
+        self.policy = policy
+        R = len(specs)
+        self.adaptive = torch.tensor([s.embedding_lr == "adaptive" for s in specs])
+        self.every = torch.tensor([s.embedding_lr_every for s in specs])
+        self.c = torch.tensor([s.embedding_lr_c for s in specs], dtype=torch.float64)
+        layout = policy.layout
+        e_group = layout.groups[self.e_name]
+        self.e_slots = [i for i, (g, _) in enumerate(policy.slots) if g == e_group]
+        self.w_slot = policy.slot_of[self.w_name]
+        self.eta_w = policy.slot_rates[:, self.w_slot].clone()  # [R] float64, configured
+        self.updates = torch.zeros(R, vocab_size, device=device)  # batches updating each row
+        self.f_sum = torch.zeros(R, dtype=torch.float64)
+        self.f_n = torch.zeros(R, dtype=torch.float64)  # batches in f_sum
+        # warm-start vectors (E's, W's) of the rate and of the diagnostics, kept apart so that
+        # recording diagnostics never changes a run's rate
+        self.vectors: dict[str, list[torch.Tensor] | None] = {"rate": None, "diag": None}
+        self.ratio = self.eta_ratio()  # η_E / η_W now
+
+    # -- per batch ----------------------------------------------------------------------------
+    def observe(self, tokens: torch.Tensor) -> None:
+        """Count the rows a batch of tokens ``[R, B, T]`` updates."""
+        R = tokens.shape[0]
+        present = torch.zeros(R, self.vocab, device=tokens.device)
+        present.scatter_(1, tokens.reshape(R, -1), 1.0)
+        self.updates += present
+        self.f_sum += (present.sum(1) / self.vocab).double().cpu()
+        self.f_n += 1
+
+    def before_update(self, t: int, params: FlatParams) -> None:
+        """Recompute the adaptive runs' embedding rate where ``t`` is a multiple of N."""
+        due = self.adaptive & (t % self.every == 0)
+        if not bool(due.any()):
+            return
+        s_e, s_w = self.sigmas(params, "rate")
+        f_e = self.f_sum / self.f_n.clamp(min=1)
+        eta_e = self.eta_w * self.c * (s_e.double().cpu() / s_w.double().cpu()) / f_e
+        rates = self.policy.slot_rates.clone()
+        for slot in self.e_slots:
+            rates[:, slot] = torch.where(due, eta_e, rates[:, slot])
+        self.policy.set_slot_rates(rates)
+        self.f_sum = torch.where(due, torch.zeros_like(self.f_sum), self.f_sum)
+        self.f_n = torch.where(due, torch.zeros_like(self.f_n), self.f_n)
+        self.ratio = self.eta_ratio()
+
+    # -- measurements -----------------------------------------------------------------------
+    def sigmas(self, params: FlatParams, purpose: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """σ_max(E) and σ_max(W) per run (``[R]`` each), warm-started from the vectors of
+        the same ``purpose`` ("rate" or "diag")."""
+        views = params.views
+        old = self.vectors[purpose]
+        iters = FIRST_ITERS if old is None else WARM_ITERS
+        s_e, v_e = sigma_max(views[self.e_name], None if old is None else old[0], iters)
+        s_w, v_w = sigma_max(views[self.w_name], None if old is None else old[1], iters)
+        self.vectors[purpose] = [v_e, v_w]
+        return s_e, s_w
+
+    def eta_ratio(self) -> torch.Tensor:
+        """η_E / η_W of every run's current base rates (``[R]``)."""
+        rates = self.policy.slot_rates
+        return rates[:, self.e_slots[0]] / rates[:, self.w_slot]
+
+    def diagnostics(self, params: FlatParams) -> dict[str, torch.Tensor]:
+        """The named per-run metrics recorded at an evaluation."""
+        views = params.views
+        s_e, s_w = self.sigmas(params, "diag")
+        counts = self.updates
+        mean = counts.mean(1)
+        return {
+            "sigma_max_E": s_e, "sigma_max_W": s_w,
+            "fro_E": torch.linalg.matrix_norm(views[self.e_name].detach()),
+            "fro_W": torch.linalg.matrix_norm(views[self.w_name].detach()),
+            "eta_E_over_eta_W": self.ratio.float(),
+            "token_updates_cv": counts.std(1) / mean.clamp(min=1e-12),
+            "token_updates_min_over_mean": counts.min(1).values / mean.clamp(min=1e-12),
+        }
+
+    # -- cohort bookkeeping -----------------------------------------------------------------
+    def select(self, keep: torch.Tensor) -> None:
+        k = keep.cpu()
+        self.adaptive, self.every, self.c = self.adaptive[k], self.every[k], self.c[k]
+        self.eta_w, self.f_sum, self.ratio = self.eta_w[k], self.f_sum[k], self.ratio[k]
+        self.f_n, self.updates = self.f_n[k], self.updates[keep]
+        self.vectors = {p: None if v is None else [x[keep] for x in v]
+                        for p, v in self.vectors.items()}
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates.cpu().clone(), "f_sum": self.f_sum.clone(),
+                "f_n": self.f_n.clone(), "ratio": self.ratio.clone(),
+                "vectors": {p: None if v is None else [x.cpu().clone() for x in v]
+                            for p, v in self.vectors.items()}}
+
+    def load_state_dict(self, sd: dict) -> None:
+        device = self.updates.device
+        self.updates = sd["updates"].to(device)
+        self.f_sum, self.f_n, self.ratio = sd["f_sum"].clone(), sd["f_n"].clone(), sd["ratio"]
+        self.vectors = {p: None if v is None else [x.to(device) for x in v]
+                        for p, v in sd["vectors"].items()}
+
+
+def embedding_monitor(specs: Sequence[RunSpec], model: object, policy: RatePolicy,
+                      vocab_size: int, device: torch.device) -> EmbeddingMonitor | None:
+    """The cohort's monitor when a run uses the adaptive rate or records diagnostics (and
+    the model has an embedding table); else None."""
+    wanted = any(s.embedding_lr == "adaptive" or s.diagnostics for s in specs)
+    pair = getattr(model, "embedding_pair", lambda: None)()
+    if not wanted or pair is None or pair[0] not in policy.layout.infos:
+        return None
+    return EmbeddingMonitor(specs, pair, vocab_size, policy, device)
+
+
+def diagnostics_hook(state: CohortState, step: int, metrics: dict) -> HookResult | None:
+    """An evaluation hook recording the monitor's diagnostics (docs/protocol.md §6.7)."""
+    from groklab.engine.state import HookResult
+
+    if state.embedding is None:
+        return None
+    return HookResult(metrics=state.embedding.diagnostics(state.params))
