@@ -86,7 +86,7 @@ def test_balanced_batches_spread_tokens_evenly_and_stay_in_the_train_split():
             more = torch.stack([sampler.next()[0] for _ in range(2000)])
             reached[more.flatten()] = True
             assert bool(reached.all())  # every training example is drawn eventually
-    assert variance[True] < 0.6 * variance[False], variance
+    assert variance[True] < 0.5 * variance[False], variance  # measured: 0.39
 
 
 def test_balanced_batches_are_reproducible_and_never_validation():

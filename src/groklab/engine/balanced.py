@@ -8,12 +8,17 @@ updated. Balanced sampling makes every operand token the *key* of equally many b
 - Its key stream runs through those tokens in a random order, then through a fresh random
   order, and so on: over any stretch of the stream every token is a key ⌊n/|T|⌋ or
   ⌈n/|T|⌉ times.
-- A slot with key t draws one occurrence of t uniformly among all (example, position)
-  occurrences of t in the training split and takes its example.
+- Tasks whose examples hold two operands (the binary operations) also give every slot a
+  *partner* from a second, independent stream of the same kind; the slot takes an example
+  whose two operands are its key and its partner (in either order) when the training
+  split has one, drawn uniformly among those.
+- Otherwise (no such example, or tasks with another number of operands) a slot with key t
+  draws one occurrence of t uniformly among all (example, position) occurrences of t in
+  the training split and takes its example.
 
-So each token appears in a batch at least as often as it is a key (exactly equal across
-tokens, up to one) plus as a partner of other keys; the spread of per-batch token counts is
-well below uniform sampling's (tests/test_balanced.py measures it). Every training example
+So each token appears in a batch as a key equally often (up to one) and, for most slots of
+a binary task, also as a partner equally often; the spread of per-batch token counts is
+well below uniform sampling's (tests/test_embedding.py measures it). Every training example
 contains an operand token, so every one is reachable; only training examples are drawn.
 Each run draws from its own generator, ``SAMPLE_CHUNK`` steps at a time, like
 ``UniformSampler``; a run set to uniform sampling draws exactly what ``UniformSampler``
@@ -45,6 +50,21 @@ class TokenIndex:
         self.tokens, counts = torch.unique_consecutive(token[order], return_counts=True)
         self.count = counts
         self.start = torch.cumsum(counts, 0) - counts
+        # pairs (binary tasks): examples by (key, partner) code, both orders
+        ops = train_tokens[train_tokens >= N_SYMBOLS]
+        self.pairs = None
+        if (train_tokens >= N_SYMBOLS).sum(1).eq(2).all() and len(ops):
+            k = len(self.tokens)
+            rank = torch.full((int(self.tokens.max()) + 1,), -1, dtype=torch.long)
+            rank[self.tokens] = torch.arange(k)
+            a, b = rank[ops.view(n, 2)[:, 0]], rank[ops.view(n, 2)[:, 1]]
+            codes = torch.cat([a * k + b, b * k + a])
+            ex = torch.arange(n).repeat(2)
+            keep = torch.cat([torch.ones(n, dtype=torch.bool), a != b])  # (t, t) once
+            codes, ex = codes[keep], ex[keep]
+            order = torch.argsort(codes, stable=True)
+            pair_count = torch.bincount(codes, minlength=k * k)
+            self.pairs = (ex[order], pair_count, torch.cumsum(pair_count, 0) - pair_count)
 
     def draw(self, gen: torch.Generator, n: int, carry: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +80,16 @@ class TokenIndex:
         use, rest = keys[:n], keys[n:]
         u = torch.rand(n, generator=gen, dtype=torch.float64)
         pick = self.start[use] + (u * self.count[use]).long().clamp(max=self.count[use] - 1)
-        return self.example[pick], rest.clone()
+        out = self.example[pick]
+        if self.pairs is not None:
+            examples, count, start = self.pairs
+            partner = torch.cat([torch.randperm(k, generator=gen) for _ in range(-(-n // k))])
+            code = use * k + partner[:n]
+            c = count[code]
+            v = torch.rand(n, generator=gen, dtype=torch.float64)
+            at = start[code] + (v * c).long().clamp(max=(c - 1).clamp(min=0))
+            out = torch.where(c > 0, examples[at.clamp(max=len(examples) - 1)], out)
+        return out, rest.clone()
 
 
 class MixedSampler:
