@@ -102,6 +102,12 @@ def run(
     steps: Annotated[int, typer.Option(help="Update steps.")] = 7500,
     p: Annotated[int, typer.Option("--p", help="Modulus for modular tasks.")] = 97,
     k: Annotated[int, typer.Option("--k", help="k of S_k for permutation.")] = 5,
+    operands: Annotated[int, typer.Option(help="K, the operands of task sum.")] = 2,
+    n_examples: Annotated[int, typer.Option(
+        help="sum: examples drawn from the run's seed when p^K is larger.")] = 10_000,
+    max_len: Annotated[int | None, typer.Option(
+        help="Transformer positions (default: the task's length); set it to the longest "
+        "sequence a model will see, e.g. 12 to continue a K=2 model on K=6.")] = None,
     train_fraction: Annotated[float, typer.Option(help="Training fraction in (0, 1).")] = 0.5,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 512,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.5,
@@ -124,10 +130,23 @@ def run(
         "ma:WINDOW:LAMBDA (e.g. ma:100:5). MA keeps the last WINDOW gradients of every run: "
         "WINDOW × 4 bytes × the model's parameters per run (ma:100 on the 0.42 M-parameter "
         "Transformer: 170 MB per run); EMA keeps one.")] = "none",
+    embedding_lr: Annotated[str, typer.Option(
+        help="fixed, or adaptive: every N steps η_E = η_W·c·(σ_max(E)/σ_max(W))·(f_W/f_E) "
+        "(docs/protocol.md §5; c and N: --set embedding_lr_c=1 --set "
+        "embedding_lr_every=100).")] = "fixed",
+    sampling: Annotated[str, typer.Option(
+        help="uniform, or balanced: batches in which every operand token appears about "
+        "equally often (docs/protocol.md §6.7).")] = "uniform",
+    diagnostics: Annotated[bool, typer.Option(
+        "--diagnostics", help="Record σ_max and norms of the embedding and the next matrix, "
+        "η_E/η_W and token update spread at every evaluation.")] = False,
     settings: Settings = None,
     device: Device = None,
     compile: Compile = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    checkpoint_every: Annotated[int, typer.Option(
+        help="Steps between mid-run checkpoints (also every 5 minutes and at Ctrl-C; "
+        "0: none). An interrupted run resumes from its last checkpoint.")] = 1000,
 ) -> None:
     """Train seeds of one or more lr configurations (batched as one cohort) into OUT."""
     from groklab.api import make_specs
@@ -146,13 +165,19 @@ def run(
                      batch_size=batch_size, weight_decay=weight_decay, warmup=warmup,
                      eval_every=eval_every, precision=precision, optimizer=optimizer,
                      momentum=momentum, nesterov=nesterov, model=model, embedding=embedding,
-                     dropout=dropout) | parse_grad_filter(grad_filter)
+                     dropout=dropout, operands=operands, n_examples=n_examples,
+                     max_len=max_len, embedding_lr=embedding_lr, sampling=sampling,
+                     diagnostics=diagnostics) | parse_grad_filter(grad_filter)
         specs = make_specs(lr=lr or ["baseline"], seeds=seeds, seed=seed, **(named | extra))
     except ValidationError as e:
         fail(describe(e))
     except ValueError as e:
         fail(str(e))
-    counts = run_specs(specs, out, device=dev, progress=progress, compile=compile)
+    if checkpoint_every < 0:
+        fail(f"--checkpoint-every must be 0 or more, got {checkpoint_every}")
+    counts = run_specs(specs, out, device=dev, progress=progress, compile=compile,
+                       checkpoint_every=checkpoint_every or None,
+                       checkpoint_seconds=300.0 if checkpoint_every else None)
     typer.echo(f"{counts['trained']} run(s) trained, {counts['skipped']} already finished; "
                f"store: {out}/groklab.sqlite", err=True)
 
@@ -166,7 +191,9 @@ STEP_COLUMNS = ("step_train_acc_99", "step_val_acc_99", "grokking_delay")
 @app.command()
 def results(
     path: Annotated[Path, typer.Argument(help="An output folder of `groklab run`.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON list of runs.")] = False,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print a JSON list of runs, each with its named per-step metrics "
+        "under \"metrics\" ({name: [[step, value], ...]}).")] = False,
 ) -> None:
     """List the runs recorded in PATH with their final metrics."""
     from groklab.store import Store
@@ -177,6 +204,12 @@ def results(
         fail(str(e))
     with store:
         runs = store.runs()
+        if as_json:
+            for r in runs:
+                named: dict[str, list] = {}
+                for step, name, value in store.metrics(r["id"]):
+                    named.setdefault(name, []).append([step, value])
+                r["metrics"] = named
     if as_json:
         typer.echo(json.dumps(runs, indent=2))
         return

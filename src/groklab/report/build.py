@@ -118,6 +118,12 @@ def _figures(study: StudyData, root: Path) -> list[tuple[Path, str]]:
         path = root / "figures" / f"{slug}-{_slug(str(task))}.png"
         made.append((figures.task_figure(part, f"{study.name}: {task}", path, palette),
                      f"{task}: train (dashed) and validation (solid) loss and accuracy"))
+    for task, part in study.metrics.groupby("task", sort=False):
+        path = root / "figures" / f"{slug}-{_slug(str(task))}-metrics.png"
+        made.append((figures.metrics_figure(part, f"{study.name}: {task}, recorded metrics",
+                                            path, palette),
+                     f"{task}: named metrics recorded at every evaluation (mean ± stderr over "
+                     "seeds)"))
     for axis in numeric_axes(study):
         points = axis_points(study.finished, axis)
         axis_palette = figures.colors(list(dict.fromkeys(points["config"])))

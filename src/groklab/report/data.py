@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from groklab.spec import SEMANTICS, RunSpec, comparable_settings, stored_spec
 from groklab.store import Store
 
 CURVE_COLUMNS = ["step", "train_loss", "train_acc", "val_loss", "val_acc"]
+METRIC_COLUMNS = ["step", "name", "value", "run_id", "config", "task", "seed"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class StudyData:
     runs: pd.DataFrame
     curves: pd.DataFrame
     pending: int  # member runs never started
+    # finished runs' named per-step metrics (long: step, name, value, run_id, config, task,
+    # seed), with σ_max(E)/σ_max(W) derived where both are recorded
+    metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=METRIC_COLUMNS))
 
     @property
     def finished(self) -> pd.DataFrame:
@@ -69,9 +73,33 @@ def _study(store: Store, runs: dict[str, dict], name: str, members: list[tuple[s
              for r in present if r["status"] == "finished"]
     curves = (pd.concat(parts, ignore_index=True) if parts
               else pd.DataFrame(columns=[*CURVE_COLUMNS, "run_id", "config", "task", "seed"]))
+    named = [pd.DataFrame(store.metrics(r["id"]), columns=["step", "name", "value"]).assign(
+                 run_id=r["id"], config=r["config"], task=r["task"], seed=r["seed"])
+             for r in present if r["status"] == "finished"]
+    named = [m for m in named if not m.empty]
+    metrics = (with_sigma_ratio(pd.concat(named, ignore_index=True)) if named
+               else pd.DataFrame(columns=METRIC_COLUMNS))
     return StudyData(name=name, definition=row and row["definition"],
                      environment=row and row["environment"], wall_s=row and row["wall_s"],
-                     runs=frame, curves=curves, pending=len(members) - len(present))
+                     runs=frame, curves=curves, pending=len(members) - len(present),
+                     metrics=metrics)
+
+
+SIGMA_RATIO = "sigma_max_E / sigma_max_W"
+
+
+def with_sigma_ratio(metrics: pd.DataFrame) -> pd.DataFrame:
+    """``metrics`` plus σ_max(E)/σ_max(W) per run and step where both are recorded."""
+    keys = ["run_id", "step"]
+    e = metrics[metrics["name"] == "sigma_max_E"].set_index(keys)["value"]
+    w = metrics[metrics["name"] == "sigma_max_W"].set_index(keys)["value"]
+    ratio = (e / w).dropna()
+    if ratio.empty:
+        return metrics
+    info = metrics.drop_duplicates("run_id").set_index("run_id")[["config", "task", "seed"]]
+    extra = ratio.rename("value").reset_index().assign(name=SIGMA_RATIO)
+    extra = extra.join(info, on="run_id")
+    return pd.concat([metrics, extra[metrics.columns]], ignore_index=True)
 
 
 # -- settings keys and labels ---------------------------------------------------------------

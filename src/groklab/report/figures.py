@@ -119,3 +119,27 @@ def axis_figure(points: pd.DataFrame, axis: str, metrics: dict[str, str], title:
         fig.savefig(path, dpi=DPI)
         plt.close(fig)
     return path
+
+
+def metrics_figure(metrics: pd.DataFrame, title: str, path: Path, palette: dict) -> Path:
+    """Named per-step metrics (one panel each, log-scale steps): mean ± stderr over seeds,
+    one line per configuration (``metrics``: config, step, name, value)."""
+    names = list(dict.fromkeys(metrics["name"]))
+    ncols = min(3, len(names))
+    nrows = math.ceil(len(names) / ncols)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols + 1.8, 3.2 * nrows),
+                                 squeeze=False, layout="constrained")
+        for ax, name in zip(axes.flat, names, strict=False):
+            part = metrics[metrics["name"] == name].rename(columns={"value": name})
+            _plot(ax, part, name, palette, "-")
+            ax.set_title(name)
+            ax.set_xlabel("step")
+            ax.set_xscale("log")
+        for ax in list(axes.flat)[len(names):]:
+            ax.set_visible(False)
+        fig.suptitle(title)
+        _legend(fig, palette, styles=False)
+        fig.savefig(path, dpi=DPI)
+        plt.close(fig)
+    return path
