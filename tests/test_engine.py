@@ -120,8 +120,11 @@ def test_hooks_add_metrics_and_retire_runs_without_touching_the_others(filters):
     assert [r.step for r in stopped[0]] == [4]
 
 
-def test_state_dict_continues_exactly():
-    specs = [spec(seed=0, grad_filter="ema"), spec(seed=5, grad_filter="ema", warmup=0)]
+@pytest.mark.parametrize("extra", [{}, dict(diagnostics=True, embedding_lr="adaptive",
+                                             embedding_lr_every=20, sampling="balanced")])
+def test_state_dict_continues_exactly(extra):
+    specs = [spec(seed=0, grad_filter="ema", **extra),
+             spec(seed=5, grad_filter="ema", warmup=0, **extra)]
     straight = CohortState(specs)
     for _ in range(70):  # past one sampling chunk
         straight.step()

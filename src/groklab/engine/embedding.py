@@ -77,7 +77,7 @@ class EmbeddingMonitor:
         self.w_slot = policy.slot_of[self.w_name]
         self.eta_w = policy.slot_rates[:, self.w_slot].clone()  # [R] float64, configured
         self.updates = torch.zeros(R, vocab_size, device=device)  # batches updating each row
-        self.f_sum = torch.zeros(R, dtype=torch.float64)
+        self.f_sum = torch.zeros(R, device=device)  # on the device: no sync per step
         self.f_n = torch.zeros(R, dtype=torch.float64)  # batches in f_sum
         # warm-start vectors (E's, W's) of the rate and of the diagnostics, kept apart so that
         # recording diagnostics never changes a run's rate
@@ -91,7 +91,7 @@ class EmbeddingMonitor:
         present = torch.zeros(R, self.vocab, device=tokens.device)
         present.scatter_(1, tokens.reshape(R, -1), 1.0)
         self.updates += present
-        self.f_sum += (present.sum(1) / self.vocab).double().cpu()
+        self.f_sum += present.sum(1) / self.vocab
         self.f_n += 1
 
     def before_update(self, t: int, params: FlatParams) -> None:
@@ -100,13 +100,13 @@ class EmbeddingMonitor:
         if not bool(due.any()):
             return
         s_e, s_w = self.sigmas(params, "rate")
-        f_e = self.f_sum / self.f_n.clamp(min=1)
+        f_e = self.f_sum.double().cpu() / self.f_n.clamp(min=1)
         eta_e = self.eta_w * self.c * (s_e.double().cpu() / s_w.double().cpu()) / f_e
         rates = self.policy.slot_rates.clone()
         for slot in self.e_slots:
             rates[:, slot] = torch.where(due, eta_e, rates[:, slot])
         self.policy.set_slot_rates(rates)
-        self.f_sum = torch.where(due, torch.zeros_like(self.f_sum), self.f_sum)
+        self.f_sum = torch.where(due.to(self.f_sum.device), 0.0, self.f_sum)
         self.f_n = torch.where(due, torch.zeros_like(self.f_n), self.f_n)
         self.ratio = self.eta_ratio()
 
@@ -146,13 +146,13 @@ class EmbeddingMonitor:
     def select(self, keep: torch.Tensor) -> None:
         k = keep.cpu()
         self.adaptive, self.every, self.c = self.adaptive[k], self.every[k], self.c[k]
-        self.eta_w, self.f_sum, self.ratio = self.eta_w[k], self.f_sum[k], self.ratio[k]
+        self.eta_w, self.f_sum, self.ratio = self.eta_w[k], self.f_sum[keep], self.ratio[k]
         self.f_n, self.updates = self.f_n[k], self.updates[keep]
         self.vectors = {p: None if v is None else [x[keep] for x in v]
                         for p, v in self.vectors.items()}
 
     def state_dict(self) -> dict:
-        return {"updates": self.updates.cpu().clone(), "f_sum": self.f_sum.clone(),
+        return {"updates": self.updates.cpu().clone(), "f_sum": self.f_sum.cpu().clone(),
                 "f_n": self.f_n.clone(), "ratio": self.ratio.clone(),
                 "vectors": {p: None if v is None else [x.cpu().clone() for x in v]
                             for p, v in self.vectors.items()}}
@@ -160,7 +160,8 @@ class EmbeddingMonitor:
     def load_state_dict(self, sd: dict) -> None:
         device = self.updates.device
         self.updates = sd["updates"].to(device)
-        self.f_sum, self.f_n, self.ratio = sd["f_sum"].clone(), sd["f_n"].clone(), sd["ratio"]
+        self.f_sum = sd["f_sum"].to(device)
+        self.f_n, self.ratio = sd["f_n"].clone(), sd["ratio"]
         self.vectors = {p: None if v is None else [x.to(device) for x in v]
                         for p, v in sd["vectors"].items()}
 
