@@ -28,6 +28,15 @@ def test_bench_row_figures_agree():
     assert row.runs_steps_per_s == pytest.approx(2000 / row.ms_per_step)
 
 
+@pytest.mark.parametrize("model", ["mlp", "lstm"])
+def test_bench_times_other_models_with_their_flop_counts(model):
+    row = bench_training("cpu", "fp32", cohort=1, windows=1, model=model, batch_size=64)
+    spec = reference_specs(1, "fp32", 10, model, 64)[0]
+    assert (row.model, row.batch_size) == (model, 64)
+    assert row.gflop_per_step * 1e9 == pytest.approx(step_flops(spec))
+    assert row.ms_per_step > 0
+
+
 def test_cli_bench_json(cli):
     proc = cli("bench", "--device", "cpu", "--precision", "fp32", "--cohorts", "1", "--json",
                "--no-progress")
@@ -42,6 +51,8 @@ def test_cli_bench_json(cli):
     (["--cohorts", "0"], "--cohorts"),
     (["--cohorts", "two"], "--cohorts"),
     (["--device", "tpu"], "unknown device"),
+    (["--model", "gru"], "--model"),
+    (["--batch-size", "0"], "--batch-size"),
 ])
 def test_cli_bench_bad_input(cli, args, message):
     proc = cli("bench", *args, check=False)

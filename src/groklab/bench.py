@@ -1,8 +1,9 @@
 """Training speed against the device's own measured matmul peak (``groklab bench``).
 
 For the reference configuration (x_div_y, p 97, batch 512, evaluation every 10 steps over the
-whole validation split) and each precision and cohort size: ms per training step with
-evaluation amortised, the model FLOPs per step (``Transformer.forward_flops``: matmuls counted
+whole validation split), any model (``--model transformer,mlp,lstm``) and batch size, and each
+precision and cohort size: ms per training step with
+evaluation amortised, the model FLOPs per step (each model's ``forward_flops``: matmuls counted
 from the shapes actually computed), the achieved GFLOP/s, and the dense matmul throughput of
 the same device and precision measured in the same process just before, so that the fraction
 of peak is a ratio of two measurements taken side by side.
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
@@ -59,6 +61,8 @@ def matmul_peak(device: str | torch.device, precision: str, repeats: int = 7) ->
 
 @dataclass
 class BenchRow:
+    model: str
+    batch_size: int
     device: str
     precision: str
     compiled: bool
@@ -72,9 +76,12 @@ class BenchRow:
     ideal_ms_per_step: float  # model FLOPs / measured peak
 
 
-def reference_specs(cohort: int, precision: str, steps: int) -> list[RunSpec]:
-    return [RunSpec(task="x_div_y", p=97, batch_size=512, eval_every=10, steps=steps,
-                    precision=precision, seed=s) for s in range(cohort)]
+def reference_specs(cohort: int, precision: str, steps: int, model: str = "transformer",
+                    batch_size: int = 512) -> list[RunSpec]:
+    """The reference configuration (x_div_y, p 97, evaluation every 10 steps) for ``model``
+    at ``batch_size``, seeds 0..cohort-1."""
+    return [RunSpec(task="x_div_y", p=97, batch_size=batch_size, eval_every=10, steps=steps,
+                    precision=precision, model=model, seed=s) for s in range(cohort)]
 
 
 def step_flops(spec: RunSpec) -> float:
@@ -86,14 +93,15 @@ def step_flops(spec: RunSpec) -> float:
 
 
 def bench_training(device: str, precision: str, cohort: int, windows: int = 10,
-                   compile: bool = False) -> BenchRow:
+                   compile: bool = False, model: str = "transformer", batch_size: int = 512
+                   ) -> BenchRow:
     """Median time of ``windows`` evaluation windows (10 steps + 1 eval), after warm-up ones.
 
     The warm-up windows hold the compile when ``compile`` is set (the shapes of training,
     evaluation and its last slice are all met in the first window).
     """
     warm = 3 if compile else 2
-    specs = reference_specs(cohort, precision, steps=(warm + windows) * 10)
+    specs = reference_specs(cohort, precision, (warm + windows) * 10, model, batch_size)
     peak = matmul_peak(device, precision)  # measured just before, in the same process
     stamps: list[float] = []
     train_cohort(specs, device, on_eval=lambda *_: stamps.append(time.perf_counter()),
@@ -102,17 +110,20 @@ def bench_training(device: str, precision: str, cohort: int, windows: int = 10,
     ms = statistics.median(per_window) / 10 * 1000
     flops = step_flops(specs[0]) * cohort
     achieved = flops / (ms / 1000) / 1e9
-    return BenchRow(device, precision, compile, cohort, ms, cohort * 1000 / ms, flops / 1e9,
-                    achieved, peak, achieved / peak, flops / peak / 1e6)
+    return BenchRow(model, batch_size, device, precision, compile, cohort, ms,
+                    cohort * 1000 / ms, flops / 1e9, achieved, peak, achieved / peak,
+                    flops / peak / 1e6)
 
 
 def run_bench(device: str, precisions: list[str], cohorts: list[int],
-              compile: bool = False, progress: bool = False) -> list[dict]:
-    """Every (precision, cohort) pair; the peak is re-measured next to each timing."""
-    pairs = [(p, r) for p in precisions for r in cohorts]
+              compile: bool = False, progress: bool = False,
+              models: Sequence[str] = ("transformer",), batch_size: int = 512) -> list[dict]:
+    """Every (model, precision, cohort); the peak is re-measured next to each timing."""
+    combos = [(m, p, r) for m in models for p in precisions for r in cohorts]
     rows = []
-    with tqdm(pairs, desc="bench", unit="config", disable=not progress, leave=False) as bar:
-        for p, r in bar:
-            bar.set_postfix_str(f"{p}, cohort {r}")
-            rows.append(asdict(bench_training(device, p, r, compile=compile)))
+    with tqdm(combos, desc="bench", unit="config", disable=not progress, leave=False) as bar:
+        for m, p, r in bar:
+            bar.set_postfix_str(f"{m}, {p}, cohort {r}")
+            rows.append(asdict(bench_training(device, p, r, compile=compile, model=m,
+                                              batch_size=batch_size)))
     return rows

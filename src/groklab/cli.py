@@ -303,11 +303,15 @@ def bench(
     device: Device = None,
     precision: Annotated[str, typer.Option(help="Comma-separated: fp32,bf16.")] = "fp32,bf16",
     cohorts: Annotated[str, typer.Option(help="Comma-separated cohort sizes.")] = "1,4",
+    model: Annotated[str, typer.Option(
+        help="Comma-separated models: transformer,mlp,lstm.")] = "transformer",
+    batch_size: Annotated[int, typer.Option(help="Batch size per run.")] = 512,
     compile: Compile = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar (on stderr).")] = True,
 ) -> None:
-    """Time training steps of the reference configuration against the measured matmul peak."""
+    """Time training steps of the reference configuration (any model and batch size) against
+    the measured matmul peak."""
     from groklab.bench import DTYPES, run_bench
 
     dev = check_device(device)
@@ -320,9 +324,17 @@ def bench(
         fail(f"--cohorts {cohorts!r}: use comma-separated positive integers")
     if not sizes or min(sizes) < 1:
         fail(f"--cohorts {cohorts!r}: use comma-separated positive integers")
+    from groklab.models import MODEL_NAMES
+
+    models = [m.strip() for m in model.split(",") if m.strip()]
+    if not models or any(m not in MODEL_NAMES for m in models):
+        fail(f"--model {model!r}: use one or more of {', '.join(MODEL_NAMES)}")
+    if batch_size < 1:
+        fail(f"--batch-size must be at least 1, got {batch_size}")
     import torch
 
-    rows = run_bench(dev, precisions, sizes, compile=compile, progress=progress)
+    rows = run_bench(dev, precisions, sizes, compile=compile, progress=progress, models=models,
+                     batch_size=batch_size)
     if as_json:
         typer.echo(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
                                "rows": rows}, indent=2))

@@ -5,13 +5,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from groklab.models.base import CohortModel, GroupRules, RunRandom
+from groklab.models.perceptron import MLP
+from groklab.models.recurrent import LSTM
 from groklab.models.transformer import Transformer
 
 if TYPE_CHECKING:
     from groklab.spec import RunSpec
     from groklab.tasks import TaskData
 
-MODEL_NAMES = ("transformer",)
+MODEL_NAMES = ("transformer", "mlp", "lstm")
 
 
 def build_model(spec: RunSpec, task: TaskData) -> CohortModel:
@@ -26,8 +28,17 @@ def build_model(spec: RunSpec, task: TaskData) -> CohortModel:
             n_heads=spec.n_heads,
             d_ff=spec.d_ff or 4 * spec.d_model,
             legacy_init=spec.semantics == 1,
+            max_len=spec.max_len,
         )
+    if spec.model == "mlp":
+        return MLP(vocab_size=task.vocab_size, n_classes=task.n_classes, seq_len=task.seq_len,
+                   n_layers=spec.n_layers, d_model=spec.d_model, d_hidden=spec.d_hidden,
+                   activation=spec.activation, embedding=spec.embedding)
+    if spec.model == "lstm":
+        return LSTM(vocab_size=task.vocab_size, n_classes=task.n_classes, seq_len=task.seq_len,
+                    n_layers=spec.n_layers, d_model=spec.d_model, d_hidden=spec.d_hidden)
     raise ValueError(f"unknown model {spec.model!r}; known: {', '.join(MODEL_NAMES)}")
 
 
-__all__ = ["CohortModel", "GroupRules", "RunRandom", "Transformer", "build_model", "MODEL_NAMES"]
+__all__ = ["CohortModel", "GroupRules", "LSTM", "MLP", "MODEL_NAMES", "RunRandom", "Transformer",
+           "build_model"]
