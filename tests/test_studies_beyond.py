@@ -79,3 +79,26 @@ def test_preset_runs_at_tiny_size_and_reports(tmp_path, name, steps):
         assert by_alpha == []
     (data,) = load_studies(tmp_path)
     assert len(data.finished) == len(study.expand())
+
+
+def test_embedding_study_expands_and_reports_its_diagnostics(tmp_path):
+    runs = preset("embedding-study").expand()
+    assert len(runs) == 54 and {r.spec.task for r in runs} == {"x_plus_y", "x_div_y"}
+    assert len(plan_cohorts([r.spec for r in runs])) == 6  # task × (one-hot, MLP, Transformer)
+    by_label = {r.label: r.spec for r in runs if r.spec.task == "x_div_y" and r.spec.seed == 0}
+    assert not by_label["mlp-one-hot"].embedding and by_label["mlp"].embedding
+    both = by_label["mlp-adaptive-balanced"]
+    assert (both.embedding_lr, both.sampling, both.model) == ("adaptive", "balanced", "mlp")
+    assert by_label["transformer-layerwise"].lr == (8e-4, 2e-3, 3e-3)
+    assert all(r.spec.diagnostics for r in runs)
+    tiny = preset("embedding-study").with_overrides(steps=10, seeds=1, tasks=["x_plus_y"],
+                                                    **TINY)
+    run_study(tiny, tmp_path, progress=False)
+    files = write_report(tmp_path)
+    assert [p.name for p in files.figures if p.name.endswith("-metrics.png")] == [
+        "embedding-study-x_plus_y-metrics.png"]
+    (data,) = load_studies(tmp_path)
+    names = set(data.metrics["name"])
+    assert {"sigma_max_E", "eta_E_over_eta_W", "sigma_max_E / sigma_max_W"} <= names
+    one_hot = data.metrics[data.metrics["config"] == "mlp-one-hot"]
+    assert one_hot.empty  # no embedding table: nothing to measure
