@@ -13,7 +13,7 @@ Note: ``groklab.report`` is the function; the subpackage is reached with
 """
 
 import groklab.report as _report_package  # noqa: F401  (loaded before the name is rebound)
-from groklab.api import make_specs, report, results, run, study
+from groklab.api import load_run, make_specs, report, results, run, study
 from groklab.engine import run_specs, train_cohort
 from groklab.optim.groups import LR_CONFIGS
 from groklab.spec import RunSpec
@@ -21,6 +21,7 @@ from groklab.store import Store
 from groklab.studies import Study, get_study, preset_names
 from groklab.tasks import build_task, register_task, task_names
 
-__all__ = ["LR_CONFIGS", "RunSpec", "Store", "Study", "build_task", "get_study", "make_specs",
+__all__ = ["LR_CONFIGS", "RunSpec", "Store", "Study", "build_task", "get_study", "load_run",
+           "make_specs",
            "preset_names", "register_task", "report", "results", "run", "run_specs", "study",
            "task_names", "train_cohort"]

@@ -14,6 +14,8 @@ from groklab.report import ReportFiles, summary_table, write_report
 from groklab.spec import RunSpec
 from groklab.store import Store
 from groklab.studies import Study, get_study, run_study
+from groklab.weights import LoadedRun, load_weights
+from groklab.weights import load_run as _load_run
 
 LrChoice = str | tuple[float, float, float] | dict[str, float]
 
@@ -84,3 +86,14 @@ def study(study: str | Path | Study, out: str | Path | None = None, *,
 def report(path: str | Path) -> ReportFiles:
     """Write ``report.md``, ``report.html``, ``summary.csv`` and ``figures/`` into ``path``."""
     return write_report(path)
+
+
+def load_run(out: str | Path, run_id: str) -> LoadedRun:
+    """A finished run of ``out``'s store, by id: its spec, its model and its final weights
+    (``.logits(tokens)`` evaluates it); ``load_weights(out, run_id)`` gives the weights alone.
+    """
+    return _load_run(out, run_id)
+
+
+__all__ = ["LoadedRun", "load_run", "load_weights", "make_specs", "report", "results", "run",
+           "study"]

@@ -22,6 +22,7 @@ splits cohorts, so no run ever silently trains with a neighbour's setting.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -197,7 +198,7 @@ class RunSpec(BaseModel):
 
     def seq_len(self) -> int:
         """Tokens per example of this run's task."""
-        return build_task(self.task, **self.task_args()).seq_len
+        return _seq_len(self.task, tuple(sorted(self.task_args().items())))
 
     def rates(self) -> dict[str, float]:
         """The base learning rate of every group, by group name."""
@@ -271,8 +272,10 @@ class RunSpec(BaseModel):
         return json.dumps({k: v for k, v in ident.items() if k not in PER_RUN}, sort_keys=True)
 
     def settings_key(self) -> str:
-        """The identity without the seed: runs with equal keys are seeds of one configuration."""
-        ident = {k: v for k, v in self.identity().items() if k != "seed"}
+        """The identity without the seed: runs with equal keys are seeds of one configuration.
+        ``init_from`` is left out too: each seed of a curriculum continues its own parent (the
+        parent's settings key carries the difference; reports tell curricula by label)."""
+        ident = {k: v for k, v in self.identity().items() if k not in ("seed", "init_from")}
         return json.dumps(ident, sort_keys=True)
 
     @property
@@ -302,6 +305,12 @@ def stored_spec(record: Mapping[str, Any]) -> RunSpec:
 def comparable_settings(row: Mapping[str, Any]) -> str:
     """The settings key of a stored run (see ``stored_spec`` and ``RunSpec.settings_key``)."""
     return stored_spec(row).settings_key()
+
+
+@functools.lru_cache(maxsize=256)
+def _seq_len(task: str, args: tuple[tuple[str, Any], ...]) -> int:
+    """A task's sequence length (cached apart from the tables, which per-run samples evict)."""
+    return build_task(task, **dict(args)).seq_len
 
 
 def _json(value: Any) -> Any:

@@ -1,17 +1,19 @@
 """Train a cohort of R runs that share a cohort key as ONE stacked computation.
 
 ``train_cohort`` is a thin loop over ``CohortState`` (engine/state.py): step, evaluate every
-``eval_every`` steps and at the end, hand each evaluation to a callback, stop when every run
+``eval_every`` steps and at the end, hand each evaluation to a callback, checkpoint when due
+(engine/checkpoint.py), hand each run's final parameters to a callback, stop when every run
 has finished or retired.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from groklab.engine.checkpoint import Checkpointer, decode_curves, deferred_interrupt
 from groklab.engine.records import EvalRow
 from groklab.engine.sampler import SAMPLE_CHUNK, run_generators
 from groklab.engine.state import CohortState, Hook, HookResult, stop_when
@@ -19,6 +21,10 @@ from groklab.spec import RunSpec
 
 # (step, rows) with rows[i] the evaluation of specs[i], or None for a retired run
 EvalCallback = Callable[[int, list[EvalRow | None]], None]
+
+
+# (position in specs, that run's final parameters by name): a run finished or retired
+RunDone = Callable[[int, dict[str, torch.Tensor]], None]
 
 
 def train_cohort(
@@ -30,32 +36,56 @@ def train_cohort(
     desc: str | None = None,
     compile: bool = False,
     hooks: Sequence[Hook] = (),
+    parents: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    checkpoint: Checkpointer | None = None,
+    resume: dict | None = None,
+    on_run_done: RunDone | None = None,
 ) -> list[list[EvalRow]]:
     """Train every spec (all with one cohort key) together; return each run's curve.
 
     ``compile`` runs the forward and objective through ``torch.compile`` (same results to
     float rounding; worth its compile time on runs of thousands of steps). ``hooks`` run at
     every evaluation and may add named metrics or retire runs (a retired run's curve ends at
-    its last evaluation).
+    its last evaluation). ``parents``: final weights by run id, for runs that start from
+    another run's (``init_from``). ``checkpoint`` writes the cohort's state when due and at
+    Ctrl-C; ``resume`` (a checkpoint it loaded) continues from there, its curves included.
+    ``on_run_done`` receives every run's final parameters when it finishes or retires.
     """
     if not specs:
         return []
-    state = CohortState(specs, device, compile=compile, hooks=hooks)
+    state = CohortState(specs, device, compile=compile, hooks=hooks, parents=parents)
     curves: list[list[EvalRow]] = [[] for _ in specs]
-    bar = tqdm(total=state.steps, desc=desc or f"{specs[0].task} ×{len(specs)}",
+    ids = [s.run_id for s in specs]
+    if resume is not None:
+        state.load_state_dict(resume["state"])
+        curves = decode_curves(resume["curves"])
+    bar = tqdm(total=state.steps, initial=state.t, desc=desc or f"{specs[0].task} ×{len(specs)}",
                disable=not progress, unit="step", dynamic_ncols=True, leave=False)
-    while not state.done:
-        state.step()
-        if state.t % state.eval_every == 0 or state.t == state.steps:
-            rows = state.evaluate()
-            for pos, row in rows.items():
-                curves[pos].append(row)
-            va = [r.val_acc for r in rows.values()]
-            bar.set_postfix_str(f"val acc {min(va):.3f}–{max(va):.3f}", refresh=False)
-            if on_eval is not None:
-                on_eval(state.t, [rows.get(i) for i in range(len(specs))])
-        bar.update(1)
+    with deferred_interrupt(enabled=checkpoint is not None) as interrupt:
+        while not state.done:
+            state.step()
+            if state.t % state.eval_every == 0 or state.t == state.steps:
+                rows = state.evaluate()
+                for pos, row in rows.items():
+                    curves[pos].append(row)
+                va = [r.val_acc for r in rows.values()]
+                bar.set_postfix_str(f"val acc {min(va):.3f}–{max(va):.3f}", refresh=False)
+                if on_eval is not None:
+                    on_eval(state.t, [rows.get(i) for i in range(len(specs))])
+                for pos, params in state.finished_params.items():
+                    if on_run_done is not None:
+                        on_run_done(pos, params)
+                state.finished_params.clear()
+            bar.update(1)
+            if checkpoint is not None and not state.done and (
+                    interrupt.requested or checkpoint.due(state.t)):
+                checkpoint.save(ids, state.state_dict(), curves)
+            if interrupt.requested:
+                raise KeyboardInterrupt
     bar.close()
+    if on_run_done is not None:
+        for i, pos in enumerate(state.index):
+            on_run_done(pos, state.params.run(i))
     return curves
 
 

@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from tqdm.auto import tqdm
 
+from groklab.engine.checkpoint import (
+    EVERY_SECONDS,
+    EVERY_STEPS,
+    Checkpointer,
+    checkpoint_path,
+    decode_curves,
+)
 from groklab.engine.cohort import train_cohort
 from groklab.engine.records import EvalRow
 from groklab.engine.state import Hook
 from groklab.spec import RunSpec
+
+if TYPE_CHECKING:
+    from groklab.store import Store
 
 FLUSH_EVERY = 50  # evaluations between writes of live curves to the store ...
 FLUSH_SECONDS = 60.0  # ... or seconds, whichever comes first: each write refreshes the runs'
@@ -38,6 +50,26 @@ def plan_cohorts(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:
     return sorted(groups.values(), key=len, reverse=True)
 
 
+def plan_levels(specs: Sequence[RunSpec]) -> list[list[RunSpec]]:
+    """Unique specs by generation: runs whose parent (``init_from``) is not among ``specs``
+    first, then their children, and so on; parents always train before their children."""
+    unique = {s.run_id: s for s in specs}
+    depth: dict[str, int] = {}
+
+    def level(s: RunSpec) -> int:
+        if s.run_id not in depth:
+            parent = unique.get(s.init_from) if s.init_from else None
+            depth[s.run_id] = 0 if parent is None else level(parent) + 1
+        return depth[s.run_id]
+
+    out: list[list[RunSpec]] = []
+    for s in unique.values():
+        d = level(s)
+        out += [[] for _ in range(d + 1 - len(out))]
+        out[d].append(s)
+    return out
+
+
 def run_specs(
     specs: Sequence[RunSpec],
     out: str | Path,
@@ -48,61 +80,112 @@ def run_specs(
     overall: bool = False,
     compile: bool = False,
     hooks: Sequence[Hook] = (),
+    checkpoint_every: int | None = EVERY_STEPS,
+    checkpoint_seconds: float | None = EVERY_SECONDS,
 ) -> dict[str, int]:
     """Train every spec not already finished in ``out``'s store. Returns run counts.
 
     ``overall`` adds a bar over all runs (runs done, current cohort, ETA) above the
     per-cohort bar: what a study of many cohorts shows. ``compile`` and ``hooks``: see
     ``train_cohort``. Runs that another live process is training are left to it.
+
+    Parents (``init_from``) train before their children, and a child starts only once its
+    parent is finished in this store with its weights saved (else it is counted as
+    ``waiting``: run again later). Every finished run's final weights are saved next to the
+    store (groklab/weights.py) before it is marked finished. A cohort checkpoints every
+    ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds, whichever comes first (None:
+    never), and at Ctrl-C; an interrupted cohort resumes from its checkpoint, which is
+    removed once its runs are finished (engine/checkpoint.py).
     """
     from groklab.store import Store  # the store reads EvalRow from the engine
+    from groklab.weights import has_weights
 
     device = device or default_device()
+    root = Path(out)
+    checkpoint_every, checkpoint_seconds = checkpoint_every or None, checkpoint_seconds or None
     with Store(out) as store:
-        cohorts = plan_cohorts(specs)
-        todo = [[s for s in c if store.status(s.run_id) != "finished"] for c in cohorts]
-        todo = [c for c in todo if c]
-        if max_cohort:
-            todo = [c[i : i + max_cohort] for c in todo for i in range(0, len(c), max_cohort)]
-        total = sum(len(c) for c in cohorts)
-        n_todo = sum(len(c) for c in todo)
+        levels = plan_levels(specs)
+        total = sum(len(level) for level in levels)
+        n_todo = sum(store.status(s.run_id) != "finished" for level in levels for s in level)
         bar = _overall_bar(n_todo, enabled=progress and overall and n_todo > 0)
-        done = 0
-        for i, cohort in enumerate(todo, 1):
-            claimed = store.begin(cohort, device)
-            if claimed is not None:  # runs another live process trains are left to it
-                cohort = list(claimed)
-            if not cohort:
-                continue
-            ids = [s.run_id for s in cohort]
-            pending: dict[str, list[EvalRow]] = {rid: [] for rid in ids}
-            evals = 0
-            flushed = time.monotonic()
-
-            def on_eval(step: int, rows: list[EvalRow | None], ids=ids, pending=pending,
-                        base=done, steps=cohort[0].steps) -> None:
-                nonlocal evals, flushed
-                for rid, row in zip(ids, rows, strict=True):
-                    if row is not None:
-                        pending[rid].append(row)
-                evals += 1
-                _advance(bar, base + len(ids) * step / steps)
-                if evals % FLUSH_EVERY == 0 or time.monotonic() - flushed > FLUSH_SECONDS:
-                    flushed = time.monotonic()
-                    store.append(pending)
-                    for v in pending.values():
-                        v.clear()
-
-            t0 = time.perf_counter()
-            desc = f"[{i}/{len(todo)}] {cohort[0].task} ×{len(cohort)}"
-            bar.set_description_str(f"runs, cohort {desc}")
-            curves = train_cohort(cohort, device, on_eval=on_eval, progress=progress, desc=desc,
-                                  compile=compile, hooks=hooks)
-            store.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
-            done += len(cohort)
-            _advance(bar, done)
+        done = waiting = 0
+        for level in levels:
+            todo = [[s for s in c if store.status(s.run_id) != "finished"]
+                    for c in plan_cohorts(level)]
+            ready = [[s for s in c if s.init_from is None or (
+                store.status(s.init_from) == "finished" and has_weights(root, s.init_from))]
+                for c in todo]
+            waiting += sum(len(c) for c in todo) - sum(len(c) for c in ready)
+            todo = [c for c in ready if c]
+            if max_cohort:
+                todo = [c[i : i + max_cohort] for c in todo for i in range(0, len(c), max_cohort)]
+            for i, cohort in enumerate(todo, 1):
+                claimed = store.begin(cohort, device)
+                if claimed is not None:  # runs another live process trains are left to it
+                    cohort = list(claimed)
+                if not cohort:
+                    continue
+                desc = f"[{i}/{len(todo)}] {cohort[0].task} ×{len(cohort)}"
+                bar.set_description_str(f"runs, cohort {desc}")
+                checkpointer = Checkpointer(checkpoint_path(root, [s.run_id for s in cohort]),
+                                            checkpoint_every, checkpoint_seconds)
+                checkpointing = checkpoint_every is not None or checkpoint_seconds is not None
+                _train_claimed(store, cohort, device, bar, done, desc,
+                               checkpointer if checkpointing else None, progress=progress,
+                               compile=compile, hooks=hooks)
+                done += len(cohort)
+                _advance(bar, done)
         bar.close()
-    return {"total": total, "trained": n_todo, "skipped": total - n_todo}
+    if waiting:
+        print(f"groklab: {waiting} run(s) wait for a parent run (init_from) that is not "
+              "finished in this store with its weights saved; run again once it is",
+              file=sys.stderr)
+    return {"total": total, "trained": n_todo - waiting, "skipped": total - n_todo,
+            "waiting": waiting}
+
+
+def _train_claimed(store: Store, cohort: list[RunSpec], device: str, bar: tqdm, base: float,
+                   desc: str, checkpointer: Checkpointer | None, **train: Any) -> None:
+    """Train one claimed cohort into ``store``: resume it from its checkpoint if it has a
+    good one, flush live rows now and then, save every run's final weights, then mark the
+    runs finished and drop the checkpoint."""
+    from groklab.weights import load_weights, save_weights
+
+    root = store.root
+    ids = [s.run_id for s in cohort]
+    resume = checkpointer.load(ids) if checkpointer is not None else None
+    if resume is not None:
+        print(f"groklab: resuming {len(ids)} run(s) from step {resume['state']['t']} "
+              f"({checkpointer.path})", file=sys.stderr)
+    restored = decode_curves(resume["curves"]) if resume else [[] for _ in ids]
+    pending: dict[str, list[EvalRow]] = dict(zip(ids, restored, strict=True))
+    evals = 0
+    flushed = time.monotonic()
+
+    def on_eval(step: int, rows: list[EvalRow | None]) -> None:
+        nonlocal evals, flushed
+        for rid, row in zip(ids, rows, strict=True):
+            if row is not None:
+                pending[rid].append(row)
+        evals += 1
+        _advance(bar, base + len(ids) * step / cohort[0].steps)
+        if evals % FLUSH_EVERY == 0 or time.monotonic() - flushed > FLUSH_SECONDS:
+            flushed = time.monotonic()
+            store.append(pending)
+            for v in pending.values():
+                v.clear()
+
+    def on_run_done(pos: int, params: dict[str, torch.Tensor]) -> None:
+        save_weights(root, ids[pos], params, cohort[pos].model_dump(mode="json"))
+
+    parents = {pid: load_weights(root, pid) for pid in {s.init_from for s in cohort} if pid}
+    t0 = time.perf_counter()
+    curves = train_cohort(cohort, device, on_eval=on_eval, desc=desc, parents=parents,
+                          checkpoint=checkpointer, resume=resume, on_run_done=on_run_done,
+                          **train)
+    store.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
+    if checkpointer is not None:
+        checkpointer.drop()
 
 
 def _overall_bar(n_runs: int, *, enabled: bool) -> tqdm:

@@ -17,12 +17,13 @@ import torch
 # Part of the definition of a run's batch stream: changing it changes results.
 SAMPLE_CHUNK = 64
 
-STREAMS = ("split", "init", "batch", "noise")
+STREAMS = ("split", "init", "batch", "noise", "data")  # data: a sampled task's table
 
 
 def run_generators(seed: int) -> dict[str, torch.Generator]:
-    """Independent CPU generators for a run's split, init, batches and noise (dropout), all
-    from its seed. Adding a stream at the end leaves the earlier ones unchanged."""
+    """Independent CPU generators for a run's split, init, batches, noise (dropout) and
+    sampled data (``tasks.sum``), all from its seed. Adding a stream at the end leaves the
+    earlier ones unchanged."""
     children = np.random.SeedSequence(seed).generate_state(len(STREAMS), dtype=np.uint64)
     return {name: torch.Generator().manual_seed(int(s) & 0x7FFF_FFFF_FFFF_FFFF)
             for name, s in zip(STREAMS, children, strict=True)}

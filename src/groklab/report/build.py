@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from groklab.report.curriculum import curriculum_section
 from groklab.report.data import StudyData, load_studies
 from groklab.report.document import Block, Code, Figure, Heading, Paragraph, Table, to_markdown
 from groklab.report.html import to_html
@@ -84,8 +85,9 @@ def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path
     made = _figures(study, root)
     blocks.append(Heading("Figures", 3))
     blocks += [Figure(str(p.relative_to(root)), caption) for p, caption in made]
-    blocks += _settings(study)
-    return blocks, [p for p, _ in made]
+    curriculum, curriculum_pngs = curriculum_section(study, root)  # report/curriculum.py
+    blocks += curriculum + _settings(study)
+    return blocks, [p for p, _ in made] + curriculum_pngs
 
 
 def _table_note(summary: pd.DataFrame, metric: str) -> str | None:

@@ -20,6 +20,12 @@ TOML layout (every key optional except ``name`` for a file without a useful stem
     lr = [8e-4, 2e-3, 3e-3]         # a configuration name, one rate, or (e, l, h)
     grad_clip = 1.0                 # any RunSpec field (docs/protocol.md; README settings)
 
+    [[stages]]                      # optional, also per variant: [[variants.NAME.stages]]
+    operands = 2                    # a curriculum: every run trains through the stages in
+    steps = 3000                    # order, each stage starting from the final weights of
+    [[stages]]                      # the previous stage's run of the same seed
+    operands = 3                    # (studies/stages.py)
+
 A run's label (the report's column) is its variant's name followed by ``key=value`` for
 each grid axis other than ``task``; without variants and axes, the lr name or rates.
 Everything is checked when the study is built: errors name the file, the key and the reason.
@@ -40,9 +46,10 @@ from pydantic import ValidationError
 
 from groklab.optim.groups import parse_lr
 from groklab.spec import RunSpec
+from groklab.studies.stages import stage_runs, stage_sections, stages_of
 from groklab.tasks import task_names
 
-STUDY_KEYS = ("name", "description", "seeds", "settings", "grid", "variants")
+STUDY_KEYS = ("name", "description", "seeds", "settings", "grid", "variants", "stages")
 RUN_KEYS = tuple(k for k in RunSpec.model_fields if k not in ("seed", "lr_name"))
 _RESERVED = {"seed": "give seeds at the top level (seeds = 3 or seeds = [0, 1, 2])",
              "lr_name": "a run's label is its variant's name"}
@@ -76,6 +83,7 @@ class Study:
     variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     overrides: Mapping[str, list[Any]] = field(default_factory=dict)
+    stages: tuple[Mapping[str, Any], ...] = ()  # a curriculum: see studies/stages.py
 
     def __post_init__(self) -> None:
         _check_sections(self)
@@ -115,16 +123,18 @@ class Study:
         for combo in itertools.product(*axes.values()):
             point = {k: (v, f"grid.{k}") for k, v in zip(axes, combo, strict=True)}
             for vname, vset in (self.variants or {"": {}}).items():
+                stages, where = stages_of(self, vname, vset)
                 values = fixed | {k: (v, f"variants.{vname}.{k}") for k, v in vset.items()
-                                  if k not in self.overrides} | point
+                                  if k not in self.overrides and k != "stages"} | point
                 label = _label(vname, {k: values[k][0] for k in varying}, values.get("lr"))
                 for seed in self.seeds:
-                    spec = self._spec(values, label, seed)
-                    if spec.run_id in seen and seen[spec.run_id] != label:
-                        raise StudyError(self.source, "variants", f"{seen[spec.run_id]!r} and "
-                                         f"{label!r} describe identical runs")
-                    seen[spec.run_id] = label
-                    runs.append(StudyRun(label, spec))
+                    for run_label, spec in stage_runs(self, values, label, seed, stages, where):
+                        shared = run_label != label  # a stage before the last
+                        if spec.run_id in seen and seen[spec.run_id] != run_label and not shared:
+                            raise StudyError(self.source, "variants", f"{seen[spec.run_id]!r} "
+                                             f"and {run_label!r} describe identical runs")
+                        seen.setdefault(spec.run_id, run_label)
+                        runs.append(StudyRun(run_label, spec))
         return list({r.spec.run_id: r for r in runs}.values())
 
     def specs(self) -> list[RunSpec]:
@@ -135,7 +145,7 @@ class Study:
         return {"name": self.name, "source": self.source, "description": self.description,
                 "seeds": list(self.seeds), "settings": dict(self.settings),
                 "grid": dict(self.grid), "variants": {k: dict(v) for k, v in self.variants.items()},
-                "overrides": dict(self.overrides)}
+                "overrides": dict(self.overrides), "stages": [dict(s) for s in self.stages]}
 
     def _spec(self, values: dict[str, tuple[Any, str]], label: str, seed: int) -> RunSpec:
         fields = {k: v for k, (v, _) in values.items()}
@@ -212,8 +222,10 @@ def _check_sections(study: Study) -> None:
     if len(set(study.seeds)) != len(study.seeds):
         raise StudyError(src, "seeds", f"repeated seed in {list(study.seeds)}")
     sections = [("settings", study.settings), ("grid", study.grid)]
-    sections += [(f"variants.{n}", v) for n, v in study.variants.items()]
-    sections += [("override", study.overrides)]
+    sections += [(f"variants.{n}", {k: x for k, x in v.items() if k != "stages"})
+                 if isinstance(v, Mapping) else (f"variants.{n}", v)
+                 for n, v in study.variants.items()]
+    sections += [("override", study.overrides), *stage_sections(study)]
     for section, table in sections:
         if not isinstance(table, Mapping):
             raise StudyError(src, section, f"expected a table, got {type(table).__name__}")
@@ -275,9 +287,12 @@ def load_toml(text: str, source: str, default_name: str | None = None) -> Study:
     description = data.get("description", "")
     if not isinstance(description, str):
         raise StudyError(source, "description", f"expected a string, got {description!r}")
+    stages = data.get("stages", [])
+    if not isinstance(stages, list) or not all(isinstance(st, dict) for st in stages):
+        raise StudyError(source, "stages", "expected tables: [[stages]] with settings")
     return Study(name=data.get("name", default_name), source=source, description=description,
                  settings=data.get("settings", {}), grid=data.get("grid", {}),
-                 variants=variants, seeds=tuple(seeds))
+                 variants=variants, seeds=tuple(seeds), stages=tuple(stages))
 
 
 def load_file(path: str | Path) -> Study:

@@ -29,6 +29,7 @@ class TaskData:
     targets: torch.Tensor  # [N] int64 class ids in 0..n_classes-1
     vocab_size: int
     n_classes: int
+    seeded: bool = False  # the table is a sample drawn from the ``sample_seed`` it was built with
 
     @property
     def seq_len(self) -> int:

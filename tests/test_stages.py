@@ -1,0 +1,108 @@
+"""Curricula in studies: ``[[stages]]`` expand to chained runs (``init_from``), parents train
+first, the curriculum preset, and the report's curriculum figure and table."""
+
+import pytest
+
+import groklab as gl
+from groklab.studies import StudyError, load_toml, preset
+from groklab.weights import load_weights
+
+TINY = """
+name = "cur"
+seeds = 2
+[settings]
+task = "sum"
+p = 7
+n_examples = 200
+max_len = 6
+d_model = 16
+n_heads = 2
+batch_size = 32
+eval_every = 5
+steps = 20
+[variants.K3-scratch]
+operands = 3
+[[variants.K3-after-K2.stages]]
+operands = 2
+steps = 15
+[[variants.K3-after-K2.stages]]
+operands = 3
+"""
+
+
+def test_stages_chain_runs_of_the_same_seed():
+    runs = load_toml(TINY, "tiny").expand()
+    assert [r.label for r in runs] == ["K3-scratch"] * 2 + ["stage 1: operands=2 steps=15",
+                                                            "K3-after-K2"] * 2
+    scratch, (pre0, post0, pre1, post1) = runs[:2], runs[2:]
+    assert post0.spec.init_from == pre0.spec.run_id and post1.spec.init_from == pre1.spec.run_id
+    assert pre0.spec.init_from is None and (pre0.spec.operands, pre0.spec.steps) == (2, 15)
+    assert (post0.spec.operands, post0.spec.steps, post0.spec.seed) == (3, 20, 0)
+    assert post0.spec.cohort_key() == scratch[0].spec.cohort_key()  # one K=3 cohort
+    over = load_toml(TINY, "tiny").with_overrides(steps=9).expand()
+    assert {r.spec.steps for r in over} == {9}  # command-line overrides win over stages
+
+
+def test_study_level_stages_apply_to_every_variant():
+    text = TINY.split("[variants.K3-scratch]")[0] + """
+[variants.a]
+weight_decay = 0.1
+[variants.b]
+[[stages]]
+operands = 2
+[[stages]]
+operands = 3
+"""
+    runs = load_toml(text, "t").expand()
+    assert len(runs) == 2 * 2 * 2
+    finals = [r for r in runs if r.spec.init_from]
+    assert {r.label for r in finals} == {"a", "b"} and len(finals) == 4
+
+
+@pytest.mark.parametrize("extra, key", [
+    ("[[stages]]\ninit_from = \"0123456789abcdef\"\n", "stages[0].init_from"),
+    ("[[stages]]\nseed = 3\n", "stages[0].seed"),
+    ("[[stages]]\nnope = 3\n", "stages[0].nope"),
+    ("stages = 3\n", "stages"),
+])
+def test_bad_stages_are_refused_with_their_key(extra, key):
+    head = TINY.split("[variants.K3-scratch]")[0]
+    text = extra + head if extra.startswith("stages") else head + extra
+    with pytest.raises(StudyError) as e:
+        load_toml(text, "f.toml")
+    assert e.value.key == key
+
+
+def test_curriculum_preset():
+    runs = preset("curriculum-sum").expand()
+    assert len(runs) == 18 and {r.spec.seed for r in runs} == {0, 1, 2}
+    finals = [r for r in runs if r.spec.init_from]
+    assert sorted({r.label for r in finals}) == ["K3-after-K2", "K4-after-K2", "K5-after-K2",
+                                                 "K6-after-K2"]
+    parents = {r.spec.run_id: r.spec for r in runs if r.label.startswith("stage 1")}
+    assert len(parents) == 3 and all(p.operands == 2 and p.steps == 3000
+                                     for p in parents.values())
+    assert all(r.spec.init_from in parents and r.spec.steps == 10_000 for r in finals)
+    assert all(r.spec.max_len == 12 and r.spec.p == 97 and r.spec.n_examples == 10_000
+               for r in runs)
+    scratch = [r.spec for r in runs if r.label == "K3-scratch"]
+    assert len(scratch) == 3 and all(s.operands == 3 and s.init_from is None for s in scratch)
+
+
+def test_curriculum_study_trains_parents_first_and_reports_stages(tmp_path):
+    study = load_toml(TINY, "tiny")
+    out = tmp_path / "cur"
+    gl.study(study, out=out, device="cpu", progress=False)
+    runs = {r["id"]: r for r in gl.results(out).to_dict("records")}
+    assert len(runs) == 6 and {r["status"] for r in runs.values()} == {"finished"}
+    for r in runs.values():
+        if isinstance(r["init_from"], str):
+            parent = runs[r["init_from"]]
+            assert parent["operands"] == 2 and parent["finished"] <= r["started"]
+        assert load_weights(out, r["id"])  # every finished run has its weights
+    files = gl.report(out)
+    md = files.markdown.read_text()
+    assert "### Curricula" in md and "K3-after-K2" in md and "max val acc" in md
+    section = md.split("### Curricula")[1]
+    assert "K3-scratch" in section  # the same last stage from scratch, compared
+    assert any("curriculum-K3-after-K2" in p.name for p in files.figures)
