@@ -92,33 +92,21 @@ class TokenIndex:
         return out, rest.clone()
 
 
-class MixedSampler:
+class MixedSampler(UniformSampler):
     """Per run, balanced or uniform draws of ``batch`` positions into its train split (the
-    interface of ``UniformSampler``)."""
+    interface of ``UniformSampler``; a uniform run draws exactly what it draws there)."""
 
     def __init__(self, gens: Sequence[torch.Generator], train_tokens: Sequence[torch.Tensor],
                  balanced: Sequence[bool], batch: int, device: torch.device):
-        self.gens, self.batch, self.device = list(gens), batch, device
-        self.n = [len(t) for t in train_tokens]
+        super().__init__(gens, [len(t) for t in train_tokens], batch, device)
         self.index = [TokenIndex(t) if b else None
                       for t, b in zip(train_tokens, balanced, strict=True)]
         self.carry = [torch.empty(0, dtype=torch.long) for _ in self.gens]
-        self.buf: torch.Tensor | None = None
-        self.pos = SAMPLE_CHUNK
-        self.chunk_start: list[tuple[torch.Tensor, torch.Tensor]] = []
-
-    def next(self) -> torch.Tensor:
-        """``[R, B]`` positions into each run's train split."""
-        if self.pos == SAMPLE_CHUNK:
-            self._draw()
-            self.pos = 0
-        self.pos += 1
-        assert self.buf is not None
-        return self.buf[self.pos - 1]
+        self.carry_start: list[torch.Tensor] = []  # key orders before the current chunk
 
     def _draw(self) -> None:
-        self.chunk_start = [(g.get_state(), c.clone()) for g, c in zip(self.gens, self.carry,
-                                                                         strict=True)]
+        self.chunk_start = [g.get_state() for g in self.gens]
+        self.carry_start = [c.clone() for c in self.carry]
         draws = []
         for r, (g, n, idx) in enumerate(zip(self.gens, self.n, self.index, strict=True)):
             if idx is None:
@@ -129,27 +117,20 @@ class MixedSampler:
         self.buf = torch.stack(draws, 1).to(self.device)
 
     def select(self, keep: Sequence[int]) -> None:
-        pick = lambda xs: [xs[i] for i in keep]  # noqa: E731
-        self.gens, self.n, self.index = pick(self.gens), pick(self.n), pick(self.index)
-        self.carry = pick(self.carry)
-        self.chunk_start = pick(self.chunk_start) if self.chunk_start else []
-        if self.buf is not None:
-            self.buf = self.buf[:, list(keep)]
+        super().select(keep)
+        self.index = [self.index[i] for i in keep]
+        self.carry = [self.carry[i] for i in keep]
+        self.carry_start = [self.carry_start[i] for i in keep] if self.carry_start else []
 
     def state_dict(self) -> dict:
-        if self.pos == SAMPLE_CHUNK or not self.chunk_start:
-            return {"states": [g.get_state() for g in self.gens],
-                    "carry": [c.clone() for c in self.carry], "pos": SAMPLE_CHUNK}
-        return {"states": [s.clone() for s, _ in self.chunk_start],
-                "carry": [c.clone() for _, c in self.chunk_start], "pos": self.pos}
+        sd = super().state_dict()
+        at_start = sd["pos"] < SAMPLE_CHUNK
+        sd["carry"] = [c.clone() for c in (self.carry_start if at_start else self.carry)]
+        return sd
 
     def load_state_dict(self, sd: dict) -> None:
-        for g, s in zip(self.gens, sd["states"], strict=True):
-            g.set_state(s)
         self.carry = [c.clone() for c in sd["carry"]]
-        self.pos = int(sd["pos"])
-        if self.pos < SAMPLE_CHUNK:
-            self._draw()  # redraw the current chunk from its start
+        super().load_state_dict(sd)  # redraws the current chunk from its start
 
 
 def build_sampler(specs: Sequence, gens: Sequence[torch.Generator], inputs: torch.Tensor,

@@ -63,6 +63,30 @@ def dropout(x: torch.Tensor, train: bool, rng: RunRandom | None) -> torch.Tensor
     return rng.dropout(x) if train and rng is not None else x
 
 
+def layered_param_info(shapes: dict[str, tuple[int, ...]], n_layers: int
+                       ) -> dict[str, ParamInfo]:
+    """Kinds and depths for a model of ``tok_emb`` (depth -1), ``layers.{i}.*`` (depth i) and
+    a head (depth ``n_layers``): leaves named ``weight*`` are matrices, the rest biases."""
+    from groklab.optim.layout import ParamInfo
+
+    out = {}
+    for name, shape in shapes.items():
+        if name == "tok_emb":
+            out[name] = ParamInfo(shape, "embedding", -1)
+            continue
+        depth = int(name.split(".")[1]) if name.startswith("layers.") else n_layers
+        kind = "matrix" if name.rsplit(".", 1)[1].startswith("weight") else "bias"
+        out[name] = ParamInfo(shape, kind, depth)
+    return out
+
+
+def layered_groups(n_layers: int) -> GroupRules:
+    """embedding = ``tok_emb``; lower = the first half of ``layers.*`` (at least one);
+    higher = the rest and the head."""
+    lower = "|".join(str(i) for i in range(n_layers // 2 or 1))
+    return ((r"^tok_emb$", "embedding"), (rf"^layers\.({lower})\.", "lower"), (r".*", "higher"))
+
+
 class CohortModel(Protocol):
     """A model the cohort engine can train.
 

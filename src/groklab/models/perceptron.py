@@ -18,7 +18,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from groklab.models.base import GroupRules, RunRandom, dropout
+from groklab.models.base import (
+    GroupRules,
+    RunRandom,
+    dropout,
+    layered_groups,
+    layered_param_info,
+)
 from groklab.models.stacked import embed, linear, uniform_
 from groklab.optim.layout import ParamInfo
 
@@ -64,14 +70,7 @@ class MLP:
 
     def param_info(self) -> dict[str, ParamInfo]:
         """Shapes, kinds and depths: embedding -1, hidden layer i at i, the head at L."""
-        out = {}
-        for name, shape in self.shapes().items():
-            if name == "tok_emb":
-                out[name] = ParamInfo(shape, "embedding", -1)
-                continue
-            depth = int(name.split(".")[1]) if name.startswith("layers.") else self.n_layers
-            out[name] = ParamInfo(shape, "matrix" if name.endswith("weight") else "bias", depth)
-        return out
+        return layered_param_info(self.shapes(), self.n_layers)
 
     def init(self, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """As torch.nn: embedding N(0, 1); every linear U(±1/√fan_in) for weight and bias
@@ -89,9 +88,7 @@ class MLP:
 
     def default_groups(self) -> GroupRules:
         """embedding; lower = first half of the hidden layers; higher = the rest and the head."""
-        lower = "|".join(str(i) for i in range(self.n_layers // 2 or 1))
-        return ((r"^tok_emb$", "embedding"), (rf"^layers\.({lower})\.", "lower"),
-                (r".*", "higher"))
+        return layered_groups(self.n_layers)
 
     def embedding_pair(self) -> tuple[str, str] | None:
         """The embedding and the first matrix downstream of it (engine/embedding.py)."""

@@ -9,6 +9,7 @@ summary metrics against that axis.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib
@@ -75,28 +76,39 @@ def task_figure(curves: pd.DataFrame, title: str, path: Path, palette: dict) -> 
     return path
 
 
-def grid_figure(curves: pd.DataFrame, title: str, path: Path, palette: dict) -> Path:
-    """Validation accuracy against steps, one panel per task."""
-    tasks = list(dict.fromkeys(curves["task"]))
-    ncols = min(2, len(tasks))
-    nrows = math.ceil(len(tasks) / ncols)
+def _panels(keys: list, draw: Callable[[plt.Axes, object], None], title: str, path: Path,
+            palette: dict, max_cols: int, panel: tuple[float, float],
+            sharey: bool = False) -> Path:
+    """One panel per key (``draw(ax, key)``; steps on a log scale), a shared legend."""
+    ncols = min(max_cols, len(keys))
+    nrows = math.ceil(len(keys) / ncols)
     with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(5.4 * ncols + 1.6, 3.4 * nrows),
-                                 squeeze=False, sharey=True, layout="constrained")
-        for ax, task in zip(axes.flat, tasks, strict=False):
-            _plot(ax, curves[curves["task"] == task], "val_acc", palette, "-")
-            ax.set_title(task)
-            ax.set_ylim(-0.02, 1.02)
+        fig, axes = plt.subplots(nrows, ncols, figsize=(panel[0] * ncols + 1.7, panel[1] * nrows),
+                                 squeeze=False, sharey=sharey, layout="constrained")
+        for ax, key in zip(axes.flat, keys, strict=False):
+            draw(ax, key)
             ax.set_xlabel("step")
             ax.set_xscale("log")
-            ax.set_ylabel("validation accuracy")
-        for ax in list(axes.flat)[len(tasks):]:
+        for ax in list(axes.flat)[len(keys):]:
             ax.set_visible(False)
         fig.suptitle(title)
         _legend(fig, palette, styles=False)
         fig.savefig(path, dpi=DPI)
         plt.close(fig)
     return path
+
+
+def grid_figure(curves: pd.DataFrame, title: str, path: Path, palette: dict) -> Path:
+    """Validation accuracy against steps, one panel per task."""
+
+    def draw(ax: plt.Axes, task: object) -> None:
+        _plot(ax, curves[curves["task"] == task], "val_acc", palette, "-")
+        ax.set_title(str(task))
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_ylabel("validation accuracy")
+
+    return _panels(list(dict.fromkeys(curves["task"])), draw, title, path, palette, 2,
+                   (5.4, 3.4), sharey=True)
 
 
 def axis_figure(points: pd.DataFrame, axis: str, metrics: dict[str, str], title: str,
@@ -124,22 +136,11 @@ def axis_figure(points: pd.DataFrame, axis: str, metrics: dict[str, str], title:
 def metrics_figure(metrics: pd.DataFrame, title: str, path: Path, palette: dict) -> Path:
     """Named per-step metrics (one panel each, log-scale steps): mean ± stderr over seeds,
     one line per configuration (``metrics``: config, step, name, value)."""
-    names = list(dict.fromkeys(metrics["name"]))
-    ncols = min(3, len(names))
-    nrows = math.ceil(len(names) / ncols)
-    with plt.rc_context(STYLE):
-        fig, axes = plt.subplots(nrows, ncols, figsize=(4.6 * ncols + 1.8, 3.2 * nrows),
-                                 squeeze=False, layout="constrained")
-        for ax, name in zip(axes.flat, names, strict=False):
-            part = metrics[metrics["name"] == name].rename(columns={"value": name})
-            _plot(ax, part, name, palette, "-")
-            ax.set_title(name)
-            ax.set_xlabel("step")
-            ax.set_xscale("log")
-        for ax in list(axes.flat)[len(names):]:
-            ax.set_visible(False)
-        fig.suptitle(title)
-        _legend(fig, palette, styles=False)
-        fig.savefig(path, dpi=DPI)
-        plt.close(fig)
-    return path
+
+    def draw(ax: plt.Axes, name: object) -> None:
+        part = metrics[metrics["name"] == name].rename(columns={"value": name})
+        _plot(ax, part, str(name), palette, "-")
+        ax.set_title(str(name))
+
+    return _panels(list(dict.fromkeys(metrics["name"])), draw, title, path, palette, 3,
+                   (4.6, 3.2))
