@@ -158,7 +158,7 @@ def axis_points(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
     """Per task, configuration (its label without ``axis=value``) and axis value: the
     summary metrics over seeds."""
     token = re.compile(rf"(^|\s){re.escape(axis)}=\S+")
-    base = runs.assign(config=[token.sub("", c).strip() or axis for c in runs["config"]])
+    base = runs.assign(config=[token.sub("", c).strip() or "all runs" for c in runs["config"]])
     parts = []
     for value, part in base.groupby(axis, sort=True):
         parts.append(summarize(part.drop(columns=["settings"], errors="ignore")
