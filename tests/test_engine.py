@@ -23,7 +23,7 @@ COHORTS = {
               dict(warmup=0), dict(lr_schedule="cosine", min_lr_ratio=0.3),
               dict(lr_depth="exponential", lr_depth_gamma=0.5),
               dict(lr_depth="linear", lr_depth_floor=0.3), dict(decay_params="matrices"),
-              dict(grad_clip=0.05)],
+              dict(grad_clip=0.05), dict(stop_val_acc=0.0, stop_patience=2)],
     "sgd": [dict(optimizer="sgd", lr=(0.05, 0.1, 0.2)),
             dict(optimizer="sgd", lr=(0.05, 0.1, 0.2), momentum=0.9),
             dict(optimizer="sgd", lr=(0.05, 0.1, 0.2), momentum=0.9, nesterov=True,

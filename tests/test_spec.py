@@ -27,7 +27,7 @@ OTHER = dict(task="x_minus_y", p=89, k=4, operands=3, n_examples=5000, max_len=1
              filter_lamb=3.0, lr=(1e-4, 1e-3, 1e-2), lr_name="x", group_rules=((r".", "lower"),),
              warmup=5, lr_schedule="cosine", min_lr_ratio=0.2, lr_depth="linear",
              lr_depth_gamma=0.5, lr_depth_floor=0.3, steps=100, batch_size=64, eval_every=5,
-             precision="bf16", semantics=1, seed=4)
+             precision="bf16", semantics=1, seed=4, stop_val_acc=0.9, stop_patience=3)
 # the settings a field needs to be in effect (not ignored)
 NEEDS = dict(k={"task": "permutation"}, momentum={"optimizer": "sgd"},
              nesterov={"optimizer": "sgd", "momentum": 0.5}, filter_alpha={"grad_filter": "ema"},
@@ -38,6 +38,7 @@ NEEDS = dict(k={"task": "permutation"}, momentum={"optimizer": "sgd"},
              embedding_lr_c={"embedding_lr": "adaptive"},
              embedding_lr_every={"embedding_lr": "adaptive"},
              operands={"task": "sum"}, n_examples={"task": "sum"},
+             stop_patience={"stop_val_acc": 0.9},
              )
 
 

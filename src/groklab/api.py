@@ -50,13 +50,15 @@ def _is_triple(lr: object) -> bool:
 
 
 def run(out: str | Path, *, device: str | None = None, progress: bool = True,
-        compile: bool = False, **spec_settings: Any) -> pd.DataFrame:
+        compile: bool = False, executor: Any = None, **spec_settings: Any) -> pd.DataFrame:
     """Train the runs ``make_specs(**spec_settings)`` describes into ``out``; return results.
 
-    ``compile=True`` runs the model through ``torch.compile`` (see README, Speed).
+    ``compile=True`` runs the model through ``torch.compile`` (see README, Speed);
+    ``executor``: where cohorts train, e.g. ``groklab.integrations.ray_executor.RayExecutor()``
+    (None: in this process).
     """
     specs = make_specs(**spec_settings)
-    run_specs(specs, out, device=device, progress=progress, compile=compile)
+    run_specs(specs, out, device=device, progress=progress, compile=compile, executor=executor)
     return results(out)
 
 
@@ -69,7 +71,7 @@ def results(out: str | Path) -> pd.DataFrame:
 def study(study: str | Path | Study, out: str | Path | None = None, *,
           steps: int | None = None, seeds: int | None = None,
           tasks: Sequence[str] | None = None, device: str | None = None,
-          progress: bool = True, compile: bool = False) -> pd.DataFrame:
+          progress: bool = True, compile: bool = False, executor: Any = None) -> pd.DataFrame:
     """Run a built-in study (by name), a study file (``.toml``) or a ``Study`` into ``out``
     (default ``runs/<study name>``), resuming what is finished; return its summary table:
     one row per task and configuration with mean and stderr of each metric over seeds.
@@ -78,7 +80,8 @@ def study(study: str | Path | Study, out: str | Path | None = None, *,
     if steps is not None or seeds is not None or tasks is not None:
         definition = definition.with_overrides(steps=steps, seeds=seeds, tasks=tasks)
     out = Path(out) if out is not None else Path("runs") / definition.name
-    run_study(definition, out, device=device, progress=progress, compile=compile)
+    run_study(definition, out, device=device, progress=progress, compile=compile,
+              executor=executor)
     table = summary_table(out)
     return table[table["study"] == definition.name].reset_index(drop=True)
 

@@ -11,6 +11,9 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
+from groklab.commands import Address, CpusPerCohort, Executor, GpusPerCohort, make_executor
+from groklab.commands import register as register_integrations
+
 # typer >= 0.16 vendors click; its UsageError is BadParameter's base class either way.
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
@@ -144,6 +147,8 @@ def run(
     device: Device = None,
     compile: Compile = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    executor: Executor = "local", address: Address = None,
+    gpus_per_cohort: GpusPerCohort = 0.0, cpus_per_cohort: CpusPerCohort = 1.0,
     checkpoint_every: Annotated[int, typer.Option(
         help="Steps between mid-run checkpoints (also every 5 minutes and at Ctrl-C; "
         "0: none). An interrupted run resumes from its last checkpoint.")] = 1000,
@@ -175,7 +180,9 @@ def run(
         fail(str(e))
     if checkpoint_every < 0:
         fail(f"--checkpoint-every must be 0 or more, got {checkpoint_every}")
+    runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort, fail)
     counts = run_specs(specs, out, device=dev, progress=progress, compile=compile,
+                       executor=runner,
                        checkpoint_every=checkpoint_every or None,
                        checkpoint_seconds=300.0 if checkpoint_every else None)
     typer.echo(f"{counts['trained']} run(s) trained, {counts['skipped']} already finished; "
@@ -257,6 +264,8 @@ def study(
     device: Device = None,
     compile: Compile = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    executor: Executor = "local", address: Address = None,
+    gpus_per_cohort: GpusPerCohort = 0.0, cpus_per_cohort: CpusPerCohort = 1.0,
 ) -> None:
     """Run a study's unfinished runs into OUT, cohort by cohort (resumes where it stopped)."""
     from groklab.studies import StudyError, get_study, run_study
@@ -276,7 +285,9 @@ def study(
     dev = check_device(device)
     n = len(definition.expand())
     typer.echo(f"study {definition.name}: {n} run(s) into {out}", err=True)
-    counts = run_study(definition, out, device=dev, progress=progress, compile=compile)
+    runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort, fail)
+    counts = run_study(definition, out, device=dev, progress=progress, compile=compile,
+                       executor=runner)
     typer.echo(f"{counts['trained']} run(s) trained, {counts['skipped']} already finished; "
                f"next: groklab report {out}", err=True)
 
@@ -342,6 +353,10 @@ def bench(
     import pandas as pd
 
     typer.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+
+
+# `groklab export tensorboard` and `groklab tune` (optional extras: groklab/commands.py)
+register_integrations(app, fail, parse_settings)
 
 
 def main(argv: list[str] | None = None) -> int:

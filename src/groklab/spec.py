@@ -61,7 +61,7 @@ PER_RUN = frozenset({
     "nesterov", "warmup", "lr_schedule", "min_lr_ratio", "lr_depth", "lr_depth_gamma",
     "lr_depth_floor", "decay_params", "grad_clip", "grad_filter", "filter_alpha",
     "filter_window", "filter_lamb", "init_from", "embedding_lr", "embedding_lr_c",
-    "embedding_lr_every", "sampling"})
+    "embedding_lr_every", "sampling", "stop_val_acc", "stop_patience"})
 
 # Task arguments: each task takes the subset its builder names; it ignores the rest.
 TASK_FIELDS = ("p", "k", "operands", "n_examples")
@@ -150,6 +150,10 @@ class RunSpec(BaseModel):
     steps: int = Field(7500, ge=1)
     batch_size: int = Field(512, ge=1)
     eval_every: int = Field(10, ge=1)
+    # early stop (protocol §4): retire the run once val acc > stop_val_acc for stop_patience
+    # evaluations in a row (engine/early_stop.py); None: train the whole budget
+    stop_val_acc: float | None = Field(None, ge=0.0, lt=1.0)
+    stop_patience: int = Field(1, ge=1)
     precision: Precision = "fp32"
     semantics: int = Field(SEMANTICS, ge=1, le=SEMANTICS)
     seed: int = Field(0, ge=0)
@@ -236,6 +240,8 @@ class RunSpec(BaseModel):
         out |= {"transformer": {"d_hidden", "activation", "embedding"},
                 "mlp": {"n_heads", "d_ff"},
                 "lstm": {"n_heads", "d_ff", "activation", "embedding"}}[self.model]
+        if self.stop_val_acc is None:
+            out.add("stop_patience")
         if self.embedding_lr == "fixed":
             out |= {"embedding_lr_c", "embedding_lr_every"}
         if self.model == "mlp" and not self.embedding:

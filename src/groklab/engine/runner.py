@@ -20,6 +20,7 @@ from groklab.engine.checkpoint import (
     decode_curves,
 )
 from groklab.engine.cohort import train_cohort
+from groklab.engine.executor import Executor
 from groklab.engine.records import EvalRow
 from groklab.engine.state import Hook
 from groklab.spec import RunSpec
@@ -82,6 +83,7 @@ def run_specs(
     hooks: Sequence[Hook] = (),
     checkpoint_every: int | None = EVERY_STEPS,
     checkpoint_seconds: float | None = EVERY_SECONDS,
+    executor: Executor | None = None,
 ) -> dict[str, int]:
     """Train every spec not already finished in ``out``'s store. Returns run counts.
 
@@ -95,7 +97,9 @@ def run_specs(
     store (groklab/weights.py) before it is marked finished. A cohort checkpoints every
     ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds, whichever comes first (None:
     never), and at Ctrl-C; an interrupted cohort resumes from its checkpoint, which is
-    removed once its runs are finished (engine/checkpoint.py).
+    removed once its runs are finished (engine/checkpoint.py). ``executor`` trains each
+    generation's cohorts elsewhere (engine/executor.py; e.g. Ray tasks); None: one by one in
+    this process.
     """
     from groklab.store import Store  # the store reads EvalRow from the engine
     from groklab.weights import has_weights
@@ -119,6 +123,11 @@ def run_specs(
             todo = [c for c in ready if c]
             if max_cohort:
                 todo = [c[i : i + max_cohort] for c in todo for i in range(0, len(c), max_cohort)]
+            if executor is not None:  # it claims, trains and records the cohorts itself
+                done += executor.train(store, todo, device, compile=compile, hooks=hooks,
+                                       on_done=lambda n, base=done: _advance(bar, base + n))
+                _advance(bar, done)
+                continue
             for i, cohort in enumerate(todo, 1):
                 claimed = store.begin(cohort, device)
                 if claimed is not None:  # runs another live process trains are left to it

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 
 from groklab.engine.balanced import build_sampler
+from groklab.engine.early_stop import early_stop
 from groklab.engine.embedding import diagnostics_hook, embedding_monitor
 from groklab.engine.host import keep_freed_memory
 from groklab.engine.objective import LastTokenClassification, Objective
@@ -161,6 +162,9 @@ class CohortState:
                                            device)  # adaptive embedding rate, diagnostics
         if s0.diagnostics:
             self.hooks.insert(0, diagnostics_hook)
+        self.early_stop = early_stop(specs)  # per-run stop rule (engine/early_stop.py)
+        if self.early_stop is not None:
+            self.hooks.append(self.early_stop)
         self.rng = RunRandom([noise_seed(g["noise"]) for g in gens], device,
                              dropout=[s.dropout for s in specs])
         self.objective: Objective = LastTokenClassification()
@@ -283,7 +287,8 @@ class CohortState:
                 "opt": _to(self.opt.state_dict(), "cpu"), "policy": self.policy.state_dict(),
                 "sampler": self.sampler.state_dict(), "rng": self.rng.state_dict(),
                 "sums": {n: v.cpu().clone() for n, v in self.sums.items()}, "seen": self.seen,
-                "embedding": None if self.embedding is None else self.embedding.state_dict()}
+                "embedding": None if self.embedding is None else self.embedding.state_dict(),
+                "early_stop": None if self.early_stop is None else self.early_stop.state_dict()}
 
     def load_state_dict(self, sd: dict) -> None:
         """Restore a ``state_dict`` of a cohort built from the same specs."""
@@ -303,6 +308,8 @@ class CohortState:
         self.sums = {n: v.to(self.device) for n, v in sd["sums"].items()}
         if self.embedding is not None:
             self.embedding.load_state_dict(sd["embedding"])
+        if self.early_stop is not None and sd.get("early_stop") is not None:
+            self.early_stop.load_state_dict(sd["early_stop"])
 
 
 def warm_start(spec: RunSpec, init: dict[str, torch.Tensor],

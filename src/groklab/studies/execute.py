@@ -34,11 +34,13 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def run_study(study: Study, out: str | Path, *, device: str | None = None,
-              progress: bool = True, compile: bool = False) -> dict[str, int]:
+              progress: bool = True, compile: bool = False, executor: Any = None
+              ) -> dict[str, int]:
     """Train ``study``'s runs into ``out``, skipping finished ones; returns run counts.
 
     The study's definition and membership are recorded first, so an interrupted study can be
-    reported (its finished runs) and resumed by running it again.
+    reported (its finished runs) and resumed by running it again. ``executor``: where
+    cohorts train (``run_specs``; None: in this process).
     """
     runs = study.expand()
     device = device or default_device()
@@ -48,7 +50,7 @@ def run_study(study: Study, out: str | Path, *, device: str | None = None,
     t0 = time.perf_counter()
     try:
         return run_specs([r.spec for r in runs], out, device=device, progress=progress,
-                         overall=True, compile=compile)
+                         overall=True, compile=compile, executor=executor)
     finally:
         with Store(out) as store:
             store.add_study_time(study.name, time.perf_counter() - t0)
