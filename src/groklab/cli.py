@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from groklab.commands import Address, CpusPerCohort, Executor, GpusPerCohort, make_executor
 from groklab.commands import register as register_integrations
+from groklab.lm.command import register as register_lm
 
 # typer >= 0.16 vendors click; its UsageError is BadParameter's base class either way.
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -357,6 +358,8 @@ def bench(
 
 # `groklab export tensorboard` and `groklab tune` (optional extras: groklab/commands.py)
 register_integrations(app, fail, parse_settings)
+# `groklab lm` and `groklab sample` (the character language model: groklab/lm/command.py)
+register_lm(app)
 
 
 def main(argv: list[str] | None = None) -> int:

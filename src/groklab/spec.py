@@ -42,9 +42,9 @@ Precision = Literal["fp32", "bf16"]
 OptimizerName = Literal["adamw", "adam", "sgd"]
 Schedule = Literal["constant", "cosine"]
 DepthDecay = Literal["none", "exponential", "linear", "cosine"]
-DecayParams = Literal["all", "matrices"]
+DecayParams = Literal["all", "matrices", "2d"]
 GradFilter = Literal["none", "ema", "ma"]
-ModelName = Literal["transformer", "mlp", "lstm"]
+ModelName = Literal["transformer", "mlp", "lstm", "gpt"]
 Activation = Literal["relu", "gelu", "tanh"]
 Rates = tuple[float, float, float] | dict[str, float]
 
@@ -64,7 +64,7 @@ PER_RUN = frozenset({
     "embedding_lr_every", "sampling", "stop_val_acc", "stop_patience"})
 
 # Task arguments: each task takes the subset its builder names; it ignores the rest.
-TASK_FIELDS = ("p", "k", "operands", "n_examples")
+TASK_FIELDS = ("p", "k", "operands", "n_examples", "corpus", "context")
 
 # Grokfast's reference amplification for each filter (docs/protocol.md §6)
 FILTER_LAMB = {"ema": 2.0, "ma": 5.0}
@@ -100,6 +100,8 @@ class RunSpec(BaseModel):
     k: int = Field(5, ge=2)
     operands: int = Field(2, ge=2)  # sum: K, the number of operands
     n_examples: int = Field(10_000, ge=2)  # sum: sample size when p^K is larger
+    corpus: str = "tinyshakespeare"  # text: a UTF-8 file or the shipped corpus (id: its hash)
+    context: int = Field(64, ge=1)  # text: characters per window
     train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     # model (protocol §3)
     model: ModelName = "transformer"
@@ -125,7 +127,9 @@ class RunSpec(BaseModel):
     beta2: float = Field(0.98, ge=0.0, lt=1.0)
     eps: float = Field(1e-8, gt=0.0)
     weight_decay: float = Field(0.5, ge=0.0)
-    decay_params: DecayParams = "all"  # "matrices": no decay on biases, norms, embeddings
+    # "matrices": no decay on biases, norms, embeddings; "2d": matrices and embedding tables
+    # (every tensor of 2+ dimensions: nanoGPT's rule), not norms or biases
+    decay_params: DecayParams = "all"
     momentum: float = Field(0.0, ge=0.0, lt=1.0)
     nesterov: bool = False
     grad_clip: float | None = Field(None, gt=0.0)  # max global gradient norm per run
@@ -150,6 +154,9 @@ class RunSpec(BaseModel):
     steps: int = Field(7500, ge=1)
     batch_size: int = Field(512, ge=1)
     eval_every: int = Field(10, ge=1)
+    # None: evaluate on the whole validation split (train metrics: the batches trained on);
+    # N: on N random batches of each split in eval mode, from the run's own stream (LM)
+    eval_batches: int | None = Field(None, ge=1)
     # early stop (protocol §4): retire the run once val acc > stop_val_acc for stop_patience
     # evaluations in a row (engine/early_stop.py); None: train the whole budget
     stop_val_acc: float | None = Field(None, ge=0.0, lt=1.0)
@@ -172,7 +179,10 @@ class RunSpec(BaseModel):
     def _consistent(self) -> RunSpec:
         if self.task not in task_names():
             raise ValueError(f"unknown task {self.task!r}; known tasks: {', '.join(task_names())}")
-        if self.model == "transformer" and self.d_model % self.n_heads:
+        if (self.task == "text") != (self.model == "gpt"):
+            raise ValueError("the text task trains model 'gpt', and model 'gpt' trains the text "
+                             f"task (got task {self.task!r} with model {self.model!r})")
+        if self.model in ("transformer", "gpt") and self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if self.embedding_lr == "adaptive" and self.model == "mlp" and not self.embedding:
             raise ValueError("embedding_lr 'adaptive' needs an embedding table (the MLP has "
@@ -239,7 +249,10 @@ class RunSpec(BaseModel):
             out.add("max_len")
         out |= {"transformer": {"d_hidden", "activation", "embedding"},
                 "mlp": {"n_heads", "d_ff"},
-                "lstm": {"n_heads", "d_ff", "activation", "embedding"}}[self.model]
+                "lstm": {"n_heads", "d_ff", "activation", "embedding"},
+                "gpt": {"d_hidden", "activation", "embedding", "max_len"}}[self.model]
+        if self.task == "text":
+            out.add("train_fraction")  # the split is fixed: first 90 % / last 10 %
         if self.stop_val_acc is None:
             out.add("stop_patience")
         if self.embedding_lr == "fixed":
@@ -255,6 +268,10 @@ class RunSpec(BaseModel):
         d = self.model_dump(mode="json", exclude={"lr_name"})
         if self.grad_filter != "none":
             d["filter_lamb"] = self.resolved_filter_lamb()
+        if "corpus" in self.task_args():  # the text, not where it lies
+            from groklab.tasks.text import corpus_digest
+
+            d["corpus"] = corpus_digest(self.corpus)
         for name in self.ignored():
             d[name] = _json(fields[name].default)
         for name in list(d):

@@ -6,7 +6,8 @@ metrics, the semantics version, and who trains it: ``owner``, ``heartbeat``), ``
 named per-step metrics beyond those four: an ``EvalRow``'s ``extra``), ``studies`` (a
 study's definition, the environment it ran in, its accumulated wall time), ``study_runs``
 (which runs belong to a study, under which configuration label: the same run can serve two
-studies under two labels) and ``id_migrations`` (old id -> new id of every run a migration
+studies under two labels), ``texts`` (named text outputs of a run: a language model's
+generated sample) and ``id_migrations`` (old id -> new id of every run a migration
 re-identified, so a user can trace a run across versions).
 
 Versions. The schema version is SQLite's ``PRAGMA user_version``: 0 is the store groklab 0.1
@@ -97,6 +98,12 @@ CREATE TABLE study_runs (
     run_id TEXT NOT NULL,
     label TEXT NOT NULL,               -- the configuration, as the report's columns show it
     PRIMARY KEY (study, run_id)
+);
+CREATE TABLE texts (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,                -- e.g. 'sample': text a language model generated
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, name)
 );
 CREATE TABLE id_migrations (
     old_id TEXT PRIMARY KEY,
@@ -206,7 +213,14 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
                "WHERE status = 'finished'")
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2]
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    """2 -> 3: the ``texts`` table (named text outputs of a run: a language model's sample)."""
+    db.execute("CREATE TABLE texts (run_id TEXT NOT NULL, name TEXT NOT NULL, "
+               "value TEXT NOT NULL, PRIMARY KEY (run_id, name))")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2,
+                                                          _migrate_2_to_3]
 VERSION = len(MIGRATIONS)
 
 
@@ -417,7 +431,23 @@ class Store:
              for name, value in getattr(r, "extra", {}).items()],
         )
 
+    def record_outputs(self, run_id: str, step: int, metrics: Mapping[str, float],
+                       texts: Mapping[str, str]) -> None:
+        """Add named metrics (at ``step``) and named texts of a finished run (replacing
+        earlier values of the same names), atomically."""
+        with self._tx():
+            self.db.executemany("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
+                                [(run_id, step, k, float(v)) for k, v in metrics.items()])
+            self.db.executemany("INSERT OR REPLACE INTO texts VALUES (?, ?, ?)",
+                                [(run_id, k, v) for k, v in texts.items()])
+
     # -- reads ------------------------------------------------------------------------------
+    def texts(self, run_id: str) -> dict[str, str]:
+        """The run's named texts (a language model's ``sample``)."""
+        rows = self.db.execute("SELECT name, value FROM texts WHERE run_id=? ORDER BY name",
+                               (run_id,))
+        return {r["name"]: r["value"] for r in rows}
+
     def status(self, run_id: str) -> str | None:
         row = self.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
         return None if row is None else row["status"]

@@ -31,12 +31,18 @@ class Executor(Protocol):
 
 
 def record_cohort(store: Store, cohort: Sequence[RunSpec], curves: Sequence[list[EvalRow]],
-                  params: Sequence[dict[str, torch.Tensor]], wall_s: float) -> list[str]:
+                  params: Sequence[dict[str, torch.Tensor]], wall_s: float,
+                  device: str = "cpu") -> list[str]:
     """Save every run's final weights, then mark the runs finished with their curves (as the
-    in-process runner does); returns the ids finished."""
+    in-process runner does; a language model's sample is generated here, on ``device``);
+    returns the ids finished."""
+    from groklab.lm.outputs import record_samples
     from groklab.weights import save_weights
 
     for spec, p in zip(cohort, params, strict=True):
         save_weights(store.root, spec.run_id, p, spec.model_dump(mode="json"))
     curves_by_id = {s.run_id: list(c) for s, c in zip(cohort, curves, strict=True)}
-    return store.finish(curves_by_id, curves_by_id, wall_s)
+    done = store.finish(curves_by_id, curves_by_id, wall_s)
+    by_id = {s.run_id: (s, p) for s, p in zip(cohort, params, strict=True)}
+    record_samples(store, {rid: by_id[rid] for rid in done}, device)
+    return done

@@ -23,6 +23,7 @@ from groklab.engine.cohort import train_cohort
 from groklab.engine.executor import Executor
 from groklab.engine.records import EvalRow
 from groklab.engine.state import Hook
+from groklab.lm.outputs import is_language_model, record_samples
 from groklab.spec import RunSpec
 
 if TYPE_CHECKING:
@@ -184,15 +185,20 @@ def _train_claimed(store: Store, cohort: list[RunSpec], device: str, bar: tqdm, 
             for v in pending.values():
                 v.clear()
 
+    finals: dict[str, tuple[RunSpec, dict[str, torch.Tensor]]] = {}
+
     def on_run_done(pos: int, params: dict[str, torch.Tensor]) -> None:
         save_weights(root, ids[pos], params, cohort[pos].model_dump(mode="json"))
+        if is_language_model(cohort[pos]):  # sampled once it is finished
+            finals[ids[pos]] = (cohort[pos], {k: v.detach().clone() for k, v in params.items()})
 
     parents = {pid: load_weights(root, pid) for pid in {s.init_from for s in cohort} if pid}
     t0 = time.perf_counter()
     curves = train_cohort(cohort, device, on_eval=on_eval, desc=desc, parents=parents,
                           checkpoint=checkpointer, resume=resume, on_run_done=on_run_done,
                           **train)
-    store.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
+    done = store.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
+    record_samples(store, {rid: finals[rid] for rid in done if rid in finals}, device)
     if checkpointer is not None:
         checkpointer.drop()
 

@@ -17,7 +17,8 @@ import torch
 # Part of the definition of a run's batch stream: changing it changes results.
 SAMPLE_CHUNK = 64
 
-STREAMS = ("split", "init", "batch", "noise", "data")  # data: a sampled task's table
+STREAMS = ("split", "init", "batch", "noise", "data", "eval")  # data: a sampled task's
+# table; eval: the batches a sampled evaluation (RunSpec.eval_batches) draws
 
 
 def run_generators(seed: int) -> dict[str, torch.Generator]:

@@ -23,7 +23,7 @@ from groklab.engine.balanced import build_sampler
 from groklab.engine.early_stop import early_stop
 from groklab.engine.embedding import diagnostics_hook, embedding_monitor
 from groklab.engine.host import keep_freed_memory
-from groklab.engine.objective import LastTokenClassification, Objective
+from groklab.engine.objective import Objective, objective_for
 from groklab.engine.params import FlatParams
 from groklab.engine.records import EvalRow
 from groklab.engine.sampler import noise_seed, run_generators
@@ -141,9 +141,18 @@ class CohortState:
         train_idx, _ = pad_stack(tables.train)
         val_idx, val_mask = pad_stack(tables.val)
         self.train_idx = train_idx.to(device)  # [R, max n_train] rows of ``inputs``
-        self.inputs, self.targets = tables.inputs.to(device), tables.targets.to(device)
-        self.val_x, self.val_y = self.inputs[val_idx.to(device)], self.targets[val_idx.to(device)]
-        self.val_mask = val_mask.to(device)
+        self.inputs, self.targets = _to_device(tables.inputs, device), _to_device(
+            tables.targets, device)
+        self.eval_batches = s0.eval_batches
+        if self.eval_batches is None:  # the whole split, gathered once
+            self.val_x = self.inputs[val_idx.to(device)]
+            self.val_y = self.targets[val_idx.to(device)]
+            self.val_mask = val_mask.to(device)
+        else:  # random batches of each split at every evaluation, from each run's stream
+            self.val_idx = val_idx.to(device)
+            self.n_split = {"train": [len(t) for t in tables.train],
+                            "val": [len(v) for v in tables.val]}
+            self.eval_gens = [g["eval"] for g in gens]
 
         inits = [self.model.init(g["init"]) for g in gens]  # every run draws its init stream
         inits = [warm_start(s, init, parents) for s, init in zip(specs, inits, strict=True)]
@@ -167,7 +176,7 @@ class CohortState:
             self.hooks.append(self.early_stop)
         self.rng = RunRandom([noise_seed(g["noise"]) for g in gens], device,
                              dropout=[s.dropout for s in specs])
-        self.objective: Objective = LastTokenClassification()
+        self.objective: Objective = objective_for(task.sequence)
         self.fn = make_example_fn(self.model, self.objective, device, s0.precision, compile)
         self.t = 0  # updates done
         self._reset_sums()
@@ -213,31 +222,60 @@ class CohortState:
     # -- evaluation -------------------------------------------------------------------------
     @torch.no_grad()
     def validate(self) -> dict[str, torch.Tensor]:
-        """Every run's mean loss and metrics over its whole validation split -> name: ``[R]``.
+        """Every run's mean loss and metrics over its whole validation split -> name: ``[R]``
+        (with ``eval_batches``: over that many random batches of it; see ``estimate``).
 
         The split is taken in slices of ``eval_chunk`` examples; padding (ragged splits)
         has weight zero, so the result is that of one pass over the run's own split.
         """
-        n = self.val_y.shape[1]
+        if self.eval_batches is not None:
+            return self.estimate()["val"]
+        return self._mean_over(lambda a, b: (self.val_x[:, a:b], self.val_y[:, a:b],
+                                             self.val_mask[:, a:b]), self.val_y.shape[1])
+
+    @torch.no_grad()
+    def estimate(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Sampled evaluation (``eval_batches``; nanoGPT's ``estimate_loss``): per split, every
+        run's mean loss and metrics over ``eval_batches`` batches of windows drawn uniformly
+        (with replacement) from its own ``eval`` stream, train split first, in eval mode."""
+        n = self.eval_batches * self.batch
+        out = {}
+        for split, rows in (("train", self.train_idx), ("val", self.val_idx)):
+            pos = torch.stack([torch.randint(m, (n,), generator=g) for g, m in
+                               zip(self.eval_gens, self.n_split[split], strict=True)])
+            picked = rows.gather(1, pos.to(self.device))
+            out[split] = self._mean_over(lambda a, b, p=picked: (
+                self.inputs[p[:, a:b]], self.targets[p[:, a:b]], None), n)
+        return out
+
+    def _mean_over(self, part: Callable[[int, int], tuple], n: int) -> dict[str, torch.Tensor]:
+        """Mean loss and metrics per run over ``n`` examples that ``part(a, b)`` gives in
+        slices (inputs, targets and a weight mask, or None for all ones)."""
         chunk = eval_chunk(self.n_runs, self.device)
         total: dict[str, torch.Tensor] = {}
+        count = torch.zeros(self.n_runs, device=self.device)
         for i in range(0, n, chunk):
-            w = self.val_mask[:, i : i + chunk]
-            loss, metrics = self.fn(self.params.views, self.val_x[:, i : i + chunk],
-                                    self.val_y[:, i : i + chunk], False, None)
+            x, y, w = part(i, i + chunk)
+            loss, metrics = self.fn(self.params.views, x, y, False, None)
+            w = torch.ones_like(loss) if w is None else w
+            count += w.sum(1)
             for name, v in {"loss": loss, **metrics}.items():
-                part = (v * w).sum(1)
-                total[name] = total[name] + part if name in total else part
-        count = self.val_mask.sum(1)
+                piece = (v * w).sum(1)
+                total[name] = total[name] + piece if name in total else piece
         return {name: v / count for name, v in total.items()}
 
     def evaluate(self) -> dict[int, EvalRow]:
         """Train metrics (mean over the batches since the last evaluation) and validation
         metrics of every run, plus what the hooks add; runs the hooks ask to retire leave
         the cohort afterwards. Returns ``{position in specs: row}``."""
-        val = self.validate()
-        seen = max(self.seen, 1)
-        metrics = {f"train_{n}": v / seen for n, v in self.sums.items()}
+        if self.eval_batches is None:
+            val = self.validate()
+            seen = max(self.seen, 1)
+            metrics = {f"train_{n}": v / seen for n, v in self.sums.items()}
+        else:  # both splits sampled in eval mode
+            both = self.estimate()
+            val = both["val"]
+            metrics = {f"train_{n}": v for n, v in both["train"].items()}
         metrics |= {f"val_{n}": v for n, v in val.items()}
         extra: dict[str, torch.Tensor] = {}
         retire: set[int] = set()
@@ -274,8 +312,13 @@ class CohortState:
         self.rng.select(keep)
         if self.embedding is not None:
             self.embedding.select(k)
-        self.train_idx, self.val_x = self.train_idx[k], self.val_x[k]
-        self.val_y, self.val_mask = self.val_y[k], self.val_mask[k]
+        self.train_idx = self.train_idx[k]
+        if self.eval_batches is None:
+            self.val_x, self.val_y, self.val_mask = self.val_x[k], self.val_y[k], self.val_mask[k]
+        else:
+            self.val_idx = self.val_idx[k]
+            self.n_split = {n: [v[i] for i in keep] for n, v in self.n_split.items()}
+            self.eval_gens = [self.eval_gens[i] for i in keep]
         self.grad = torch.empty_like(self.params.flat)
         self.sums = {n: v[k] for n, v in self.sums.items()}
 
@@ -288,7 +331,9 @@ class CohortState:
                 "sampler": self.sampler.state_dict(), "rng": self.rng.state_dict(),
                 "sums": {n: v.cpu().clone() for n, v in self.sums.items()}, "seen": self.seen,
                 "embedding": None if self.embedding is None else self.embedding.state_dict(),
-                "early_stop": None if self.early_stop is None else self.early_stop.state_dict()}
+                "early_stop": None if self.early_stop is None else self.early_stop.state_dict(),
+                "eval": None if self.eval_batches is None else [
+                    g.get_state() for g in self.eval_gens]}
 
     def load_state_dict(self, sd: dict) -> None:
         """Restore a ``state_dict`` of a cohort built from the same specs."""
@@ -310,6 +355,9 @@ class CohortState:
             self.embedding.load_state_dict(sd["embedding"])
         if self.early_stop is not None and sd.get("early_stop") is not None:
             self.early_stop.load_state_dict(sd["early_stop"])
+        if self.eval_batches is not None:
+            for g, st in zip(self.eval_gens, sd["eval"], strict=True):
+                g.set_state(st)
 
 
 def warm_start(spec: RunSpec, init: dict[str, torch.Tensor],
@@ -331,6 +379,18 @@ def warm_start(spec: RunSpec, init: dict[str, torch.Tensor],
                          f"differ in name or shape ({', '.join(diff[:4])}); a Transformer "
                          "continued on longer sequences needs max_len set on both")
     return {n: parent[n].detach().to(torch.float32).clone() for n in init}
+
+
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """``t`` on ``device``; a strided view (text windows) keeps sharing its storage there."""
+    if t.device == device:
+        return t
+    if t.is_contiguous():
+        return t.to(device)
+    base = t._base if t._base is not None else t
+    if base.storage_offset() or not base.is_contiguous():
+        return t.to(device)
+    return base.to(device).as_strided(t.shape, t.stride(), t.storage_offset())
 
 
 def _to(obj: object, device: str | torch.device) -> object:

@@ -4,6 +4,7 @@ Most tasks have one table for every run: the cohort shares it. A *seeded* task (
 table is a sample, ``TaskData.seeded``, e.g. ``sum`` with p^K > n_examples) draws each run's
 table from that run's own ``data`` stream; the cohort then holds the runs' tables one after
 another in one ``[M, T]`` tensor and every run's split indices point into its own block.
+A task with a fixed split (``TaskData.split``: text) gives every run that split.
 Either way a batch or an evaluation is one index gather, and a run sees exactly the
 examples it would see alone: its table and its split depend on its seed only.
 """
@@ -54,7 +55,10 @@ def cohort_tables(specs: Sequence[RunSpec], gens: Sequence[dict[str, torch.Gener
         inputs, targets = first.inputs, first.targets
     train, val = [], []
     for s, g, t, off in zip(specs, gens, tables, offsets, strict=True):
-        tr, va = split_indices(len(t), s.train_fraction, g["split"])
+        if t.split is not None:  # a fixed split (text: first 90 % / last 10 %)
+            tr, va = t.split
+        else:
+            tr, va = split_indices(len(t), s.train_fraction, g["split"])
         train.append(tr + off)
         val.append(va + off)
     return CohortTables(first, inputs, targets, train, val)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from groklab.models.base import CohortModel, GroupRules, RunRandom
+from groklab.models.gpt import GPT
 from groklab.models.perceptron import MLP
 from groklab.models.recurrent import LSTM
 from groklab.models.transformer import Transformer
@@ -13,7 +14,7 @@ if TYPE_CHECKING:
     from groklab.spec import RunSpec
     from groklab.tasks import TaskData
 
-MODEL_NAMES = ("transformer", "mlp", "lstm")
+MODEL_NAMES = ("transformer", "mlp", "lstm", "gpt")
 
 
 def build_model(spec: RunSpec, task: TaskData) -> CohortModel:
@@ -37,8 +38,11 @@ def build_model(spec: RunSpec, task: TaskData) -> CohortModel:
     if spec.model == "lstm":
         return LSTM(vocab_size=task.vocab_size, n_classes=task.n_classes, seq_len=task.seq_len,
                     n_layers=spec.n_layers, d_model=spec.d_model, d_hidden=spec.d_hidden)
+    if spec.model == "gpt":
+        return GPT(vocab_size=task.vocab_size, seq_len=task.seq_len, n_layers=spec.n_layers,
+                   d_model=spec.d_model, n_heads=spec.n_heads)
     raise ValueError(f"unknown model {spec.model!r}; known: {', '.join(MODEL_NAMES)}")
 
 
-__all__ = ["CohortModel", "GroupRules", "LSTM", "MLP", "MODEL_NAMES", "RunRandom", "Transformer",
-           "build_model"]
+__all__ = ["CohortModel", "GPT", "GroupRules", "LSTM", "MLP", "MODEL_NAMES", "RunRandom",
+           "Transformer", "build_model"]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from groklab.optim.layout import ParamLayout
+from groklab.optim.layout import KINDS, ParamLayout
 from groklab.optim.rates import RatePolicy
 from groklab.optim.transforms import (
     AddDecayedWeights,
@@ -45,9 +45,8 @@ def decay_columns(specs: Sequence[RunSpec], layout: ParamLayout, like: torch.Ten
     wd = _col([s.weight_decay for s in specs], like)
     if all(s.decay_params == "all" for s in specs):
         return wd
-    matrices = layout.mask(["matrix"]).to(like.device)
-    masks = torch.stack([matrices if s.decay_params == "matrices" else torch.ones_like(matrices)
-                         for s in specs])
+    kinds = {"all": KINDS, "matrices": ("matrix",), "2d": ("matrix", "embedding")}
+    masks = torch.stack([layout.mask(kinds[s.decay_params]).to(like.device) for s in specs])
     return wd * masks.to(like.dtype)
 
 

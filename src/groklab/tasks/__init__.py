@@ -3,7 +3,7 @@
 Adding a task is one function decorated with ``@register_task("name")``.
 """
 
-from groklab.tasks import modular, permutation, sum  # noqa: F401  (registers the built-in tasks)
+from groklab.tasks import modular, permutation, sum, text  # noqa: F401  (registers the built-in tasks)
 from groklab.tasks.base import (
     TaskData,
     TaskError,

@@ -22,7 +22,9 @@ class TaskError(ValueError):
 
 @dataclass(frozen=True)
 class TaskData:
-    """A whole task table: ``inputs[i]`` is a token sequence, ``targets[i]`` its class id."""
+    """A whole task table: ``inputs[i]`` is a token sequence, ``targets[i]`` its class id, or
+    (a sequence task: ``targets`` is ``[N, T]``) the class id of the next token at every
+    position (tasks/text.py)."""
 
     name: str
     inputs: torch.Tensor  # [N, T] int64 token ids
@@ -30,6 +32,13 @@ class TaskData:
     vocab_size: int
     n_classes: int
     seeded: bool = False  # the table is a sample drawn from the ``sample_seed`` it was built with
+    split: tuple[torch.Tensor, torch.Tensor] | None = None  # fixed (train, val) rows; None: seeded
+    alphabet: str | None = None  # a text task's characters, token id = position
+
+    @property
+    def sequence(self) -> bool:
+        """Targets at every position (language modelling) rather than one class per example."""
+        return self.targets.dim() == 2
 
     @property
     def seq_len(self) -> int:

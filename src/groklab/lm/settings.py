@@ -1,0 +1,55 @@
+"""Run settings of the character language model (SPEC §7): sizes and depth-decay strategies.
+
+``paper`` is SPEC §7's model and training (a GPU job). ``cpu`` is the default: the same code
+at a size whose 3-seed, 4-strategy study (12 runs, one cohort) trains in well under 30
+minutes on 2 CPU cores and still learns real text (README, Language model). Both use
+nanoGPT's optimiser settings: AdamW with betas (0.9, 0.99), weight decay 0.1 on every
+matrix and embedding table (not on norms), gradient clipping at global norm 1.0 per run,
+linear warm-up then cosine decay to a tenth of the rate.
+
+A depth-decay strategy is the engine's depth multiplier (docs/protocol.md §5):
+``exp:γ`` (η_i = η_0 γ^i), ``linear:r``, ``cosine:r`` or ``none``, on top of the base rate
+``lr``, which every group shares (the layer-wise groups of the grokking runs are not used).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+COMMON: dict[str, Any] = dict(
+    task="text", model="gpt", optimizer="adamw", beta1=0.9, beta2=0.99, weight_decay=0.1,
+    decay_params="2d", grad_clip=1.0, lr_schedule="cosine", min_lr_ratio=0.1)
+
+SIZES: dict[str, dict[str, Any]] = {
+    "paper": dict(n_layers=6, n_heads=6, d_model=384, context=256, dropout=0.2, batch_size=64,
+                  steps=5000, warmup=100, eval_every=250, eval_batches=200),
+    "cpu": dict(n_layers=4, n_heads=4, d_model=128, context=64, dropout=0.0, batch_size=16,
+                steps=1200, warmup=100, eval_every=100, eval_batches=10),
+}
+BASE_LR = 1e-3
+
+DECAYS = {"exp": "exponential", "linear": "linear", "cosine": "cosine"}
+
+
+def parse_lr_decay(text: str) -> tuple[str, dict[str, Any]]:
+    """``none``, ``exp:γ``, ``linear:r`` or ``cosine:r`` -> (label, run settings)."""
+    kind, _, arg = (part.strip() for part in text.strip().partition(":"))
+    usage = (f"--lr-decay {text!r}: use none, exp:GAMMA (e.g. exp:0.8), linear:FLOOR or "
+             "cosine:FLOOR (e.g. cosine:0.1)")
+    if kind == "none" and not arg:
+        return "none", {"lr_depth": "none"}
+    if kind not in DECAYS or not arg:
+        raise ValueError(usage)
+    try:
+        value = float(arg)
+    except ValueError:
+        raise ValueError(usage) from None
+    key = "lr_depth_gamma" if kind == "exp" else "lr_depth_floor"
+    return f"{kind}:{value:g}", {"lr_depth": DECAYS[kind], key: value}
+
+
+def lm_settings(size: str = "cpu") -> dict[str, Any]:
+    """Every setting of a language-model run of ``size`` but the strategy and seed."""
+    if size not in SIZES:
+        raise ValueError(f"--size {size!r}: use {' or '.join(SIZES)}")
+    return COMMON | SIZES[size] | {"lr": (BASE_LR,) * 3}
