@@ -274,6 +274,10 @@ def test_lm_learns_text_and_sample_uses_its_alphabet(tmp_path, capsys):
                  "--context", "32", "--n-layers", "2", "--d-model", "64", "--eval-every", "50",
                  "--eval-batches", "4", "--lr", "3e-3", "--no-progress"]) == 0  # already done
     assert "0 run(s) trained" in capsys.readouterr().err
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "| exp:0.8 | 1 |" in report and "best val loss" in report and "### Samples" in report
+    assert (out / "figures" / "runs-loss.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("content, message", [

@@ -1,12 +1,13 @@
 """Training speed against the device's own measured matmul peak (``groklab bench``).
 
 For the reference configuration (x_div_y, p 97, batch 512, evaluation every 10 steps over the
-whole validation split), any model (``--model transformer,mlp,lstm``) and batch size, and each
-precision and cohort size: ms per training step with
-evaluation amortised, the model FLOPs per step (each model's ``forward_flops``: matmuls counted
-from the shapes actually computed), the achieved GFLOP/s, and the dense matmul throughput of
-the same device and precision measured in the same process just before, so that the fraction
-of peak is a ratio of two measurements taken side by side.
+whole validation split), any model (``--model transformer,mlp,lstm,gpt``; gpt: the character
+LM at ``groklab lm``'s CPU size, one batch per split evaluated every 10 steps) and batch
+size, and each precision and cohort size: ms per training step with evaluation amortised, the
+model FLOPs per step (each model's ``forward_flops``: matmuls counted from the shapes actually
+computed), the achieved GFLOP/s, and the dense matmul throughput of the same device and
+precision measured in the same process just before, so that the fraction of peak is a ratio
+of two measurements taken side by side.
 """
 
 from __future__ import annotations
@@ -77,23 +78,34 @@ class BenchRow:
 
 
 def reference_specs(cohort: int, precision: str, steps: int, model: str = "transformer",
-                    batch_size: int = 512) -> list[RunSpec]:
-    """The reference configuration (x_div_y, p 97, evaluation every 10 steps) for ``model``
-    at ``batch_size``, seeds 0..cohort-1."""
-    return [RunSpec(task="x_div_y", p=97, batch_size=batch_size, eval_every=10, steps=steps,
-                    precision=precision, model=model, seed=s) for s in range(cohort)]
+                    batch_size: int | None = None) -> list[RunSpec]:
+    """The reference configuration (x_div_y, p 97, batch 512, evaluation every 10 steps) for
+    ``model``, seeds 0..cohort-1; for ``gpt`` the CPU size of ``groklab lm`` (batch 16) with
+    one batch per split evaluated every 10 steps."""
+    if model == "gpt":
+        from groklab.lm.settings import lm_settings
+
+        base = lm_settings("cpu") | dict(eval_every=10, eval_batches=1)
+        base["batch_size"] = batch_size or base["batch_size"]
+    else:
+        base = dict(task="x_div_y", p=97, batch_size=batch_size or 512, eval_every=10,
+                    model=model)
+    return [RunSpec(**(base | dict(steps=steps, precision=precision, seed=s)))
+            for s in range(cohort)]
 
 
 def step_flops(spec: RunSpec) -> float:
     """Model FLOPs of one training step per run, evaluation over the val split amortised."""
     task = build_task(spec.task, **spec.task_args())
     model = build_model(spec, task)
-    n_val = len(task) - int(spec.train_fraction * len(task))
+    n_val = (2 * spec.eval_batches * spec.batch_size if spec.eval_batches is not None
+             else len(task) - int(spec.train_fraction * len(task)))
     return model.train_step_flops(spec.batch_size) + model.forward_flops(n_val) / spec.eval_every
 
 
 def bench_training(device: str, precision: str, cohort: int, windows: int = 10,
-                   compile: bool = False, model: str = "transformer", batch_size: int = 512
+                   compile: bool = False, model: str = "transformer",
+                   batch_size: int | None = None
                    ) -> BenchRow:
     """Median time of ``windows`` evaluation windows (10 steps + 1 eval), after warm-up ones.
 
@@ -110,14 +122,15 @@ def bench_training(device: str, precision: str, cohort: int, windows: int = 10,
     ms = statistics.median(per_window) / 10 * 1000
     flops = step_flops(specs[0]) * cohort
     achieved = flops / (ms / 1000) / 1e9
-    return BenchRow(model, batch_size, device, precision, compile, cohort, ms,
+    return BenchRow(model, specs[0].batch_size, device, precision, compile, cohort, ms,
                     cohort * 1000 / ms, flops / 1e9, achieved, peak, achieved / peak,
                     flops / peak / 1e6)
 
 
 def run_bench(device: str, precisions: list[str], cohorts: list[int],
               compile: bool = False, progress: bool = False,
-              models: Sequence[str] = ("transformer",), batch_size: int = 512) -> list[dict]:
+              models: Sequence[str] = ("transformer",), batch_size: int | None = None
+              ) -> list[dict]:
     """Every (model, precision, cohort); the peak is re-measured next to each timing."""
     combos = [(m, p, r) for m in models for p in precisions for r in cohorts]
     rows = []

@@ -316,8 +316,10 @@ def bench(
     precision: Annotated[str, typer.Option(help="Comma-separated: fp32,bf16.")] = "fp32,bf16",
     cohorts: Annotated[str, typer.Option(help="Comma-separated cohort sizes.")] = "1,4",
     model: Annotated[str, typer.Option(
-        help="Comma-separated models: transformer,mlp,lstm.")] = "transformer",
-    batch_size: Annotated[int, typer.Option(help="Batch size per run.")] = 512,
+        help="Comma-separated models: transformer,mlp,lstm,gpt (gpt: the character LM at "
+        "`groklab lm`'s CPU size).")] = "transformer",
+    batch_size: Annotated[int | None, typer.Option(
+        help="Batch size per run (default: 512; gpt: 16 windows).")] = None,
     compile: Compile = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar (on stderr).")] = True,
@@ -341,7 +343,7 @@ def bench(
     models = [m.strip() for m in model.split(",") if m.strip()]
     if not models or any(m not in MODEL_NAMES for m in models):
         fail(f"--model {model!r}: use one or more of {', '.join(MODEL_NAMES)}")
-    if batch_size < 1:
+    if batch_size is not None and batch_size < 1:
         fail(f"--batch-size must be at least 1, got {batch_size}")
     import torch
 
