@@ -59,8 +59,9 @@ def as_tensor(curve):
 
 def test_the_cohorts_vary_every_per_run_field():
     varied = {k for runs in COHORTS.values() for kw in runs for k in kw}
-    # init_from needs a parent's weights: tests/test_warm.py trains such a cohort
-    assert PER_RUN <= varied | {"seed", "init_from"}
+    # init_from needs a parent's weights: tests/test_warm.py trains such a cohort;
+    # tests/test_carry.py one that mixes carried and fresh optimiser states
+    assert PER_RUN <= varied | {"seed", "init_from", "init_optimizer"}
 
 
 @pytest.mark.parametrize("name", list(COHORTS))

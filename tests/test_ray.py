@@ -25,12 +25,13 @@ VOLATILE = ("started", "finished", "wall_s")  # when and how long, not what
 
 
 def study_specs() -> list[RunSpec]:
-    """Two cohorts (one with diagnostics: named metrics), an early stop, and a warm start
-    whose parent trains in the first generation."""
+    """Two cohorts (one with diagnostics: named metrics), an early stop, and two warm starts
+    (optimiser fresh and carried) whose parent trains in the first generation."""
     parent = RunSpec(**TINY, lr_name="parent")
     return [parent, RunSpec(**TINY, seed=1, stop_val_acc=0.0, stop_patience=2),
             RunSpec(**TINY, diagnostics=True), RunSpec(**TINY, diagnostics=True, seed=2),
-            RunSpec(**TINY, seed=3, init_from=parent.run_id)]
+            RunSpec(**TINY, seed=3, init_from=parent.run_id),
+            RunSpec(**TINY, seed=4, init_from=parent.run_id, init_optimizer="carried")]
 
 
 def snapshot(out: Path) -> dict:
@@ -41,7 +42,10 @@ def snapshot(out: Path) -> dict:
         metrics = {rid: store.metrics(rid) for rid in runs}
     weights = {rid: {k: v.tolist() for k, v in
                      load_file(out / "weights" / f"{rid}.safetensors").items()} for rid in runs}
-    return {"runs": runs, "curves": curves, "metrics": metrics, "weights": weights}
+    files = sorted(p.name for p in (out / "weights").iterdir())  # + the carried parent's state
+    assert sum(name.endswith(".optimizer.safetensors") for name in files) == 1
+    return {"runs": runs, "curves": curves, "metrics": metrics, "weights": weights,
+            "files": files}
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +66,9 @@ def in_process(tmp_path_factory):
 def test_ray_gives_the_store_of_the_in_process_executor(local_ray, in_process, tmp_path):
     counts = run_specs(study_specs(), tmp_path, device="cpu", progress=False,
                        executor=RayExecutor(cpus_per_cohort=1))
-    assert counts == {"total": 5, "trained": 5, "skipped": 0, "waiting": 0}
+    assert counts == {"total": 6, "trained": 6, "skipped": 0, "waiting": 0}
     got = snapshot(tmp_path)
-    assert len(got["runs"]) == 5 and all(r["status"] == "finished" for r in got["runs"].values())
+    assert len(got["runs"]) == 6 and all(r["status"] == "finished" for r in got["runs"].values())
     assert any(got["metrics"].values())
     assert got == in_process
 
@@ -108,7 +112,7 @@ def test_a_killed_worker_is_retried_into_a_complete_store(local_ray, in_process,
                        hooks=[KillOnce(str(marker))], executor=RayExecutor(cpus_per_cohort=1))
     thread.join(5)
     assert killed and killed[0] != os.getpid()  # a worker process died mid-cohort
-    assert counts["trained"] == 5
+    assert counts["trained"] == 6
     assert snapshot(out) == in_process
 
 

@@ -1,6 +1,8 @@
 """Run identity: semantics version plus the settings that matter (docs/design.md, decision 1)."""
 
 import math
+import tempfile
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -13,6 +15,9 @@ V1_IDS = {
     "dad6a2e7bbd46fc0": dict(task="permutation"),
     "6da739f12369fffe": dict(lr=(8e-4, 2e-3, 3e-3), seed=2, steps=1500),
 }
+
+CORPUS = Path(tempfile.mkdtemp()) / "corpus.txt"  # a text task's own corpus
+CORPUS.write_text("a small corpus of text for the spec tests. " * 30, encoding="utf-8")
 
 # a valid non-default value for every field (a new field must be added here, which makes
 # its author decide whether it is per-run or structural)
@@ -27,7 +32,8 @@ OTHER = dict(task="x_minus_y", p=89, k=4, operands=3, n_examples=5000, max_len=1
              filter_lamb=3.0, lr=(1e-4, 1e-3, 1e-2), lr_name="x", group_rules=((r".", "lower"),),
              warmup=5, lr_schedule="cosine", min_lr_ratio=0.2, lr_depth="linear",
              lr_depth_gamma=0.5, lr_depth_floor=0.3, steps=100, batch_size=64, eval_every=5,
-             precision="bf16", semantics=1, seed=4, stop_val_acc=0.9, stop_patience=3)
+             precision="bf16", semantics=1, seed=4, stop_val_acc=0.9, stop_patience=3,
+             corpus=str(CORPUS), context=8, eval_batches=3, init_optimizer="carried")
 # the settings a field needs to be in effect (not ignored)
 NEEDS = dict(k={"task": "permutation"}, momentum={"optimizer": "sgd"},
              nesterov={"optimizer": "sgd", "momentum": 0.5}, filter_alpha={"grad_filter": "ema"},
@@ -39,6 +45,8 @@ NEEDS = dict(k={"task": "permutation"}, momentum={"optimizer": "sgd"},
              embedding_lr_every={"embedding_lr": "adaptive"},
              operands={"task": "sum"}, n_examples={"task": "sum"},
              stop_patience={"stop_val_acc": 0.9},
+             corpus={"task": "text", "model": "gpt"}, context={"task": "text", "model": "gpt"},
+             init_optimizer={"init_from": "0123456789abcdef"},
              )
 
 

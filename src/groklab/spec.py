@@ -61,7 +61,7 @@ PER_RUN = frozenset({
     "nesterov", "warmup", "lr_schedule", "min_lr_ratio", "lr_depth", "lr_depth_gamma",
     "lr_depth_floor", "decay_params", "grad_clip", "grad_filter", "filter_alpha",
     "filter_window", "filter_lamb", "init_from", "embedding_lr", "embedding_lr_c",
-    "embedding_lr_every", "sampling", "stop_val_acc", "stop_patience"})
+    "embedding_lr_every", "sampling", "stop_val_acc", "stop_patience", "init_optimizer"})
 
 # Task arguments: each task takes the subset its builder names; it ignores the rest.
 TASK_FIELDS = ("p", "k", "operands", "n_examples", "corpus", "context")
@@ -148,8 +148,11 @@ class RunSpec(BaseModel):
     lr_depth_gamma: float = Field(0.8, gt=0.0)  # exponential: η_i = η_0 γ^i
     lr_depth_floor: float = Field(0.1, ge=0.0, le=1.0)  # linear/cosine: deepest = floor × η_0
     # warm start (protocol §6): the id of a finished run of the same store whose final
-    # weights this run starts from (its optimiser state starts fresh)
+    # weights this run starts from
     init_from: str | None = Field(None, pattern=r"^[0-9a-f]{16}$")
+    # with init_from: the optimiser starts fresh, or carries the parent's final state (Adam
+    # moments, filter state, momentum, update count) as if training went on
+    init_optimizer: Literal["fresh", "carried"] = "fresh"
     # schedule and evaluation (protocol §4)
     steps: int = Field(7500, ge=1)
     batch_size: int = Field(512, ge=1)
@@ -255,6 +258,8 @@ class RunSpec(BaseModel):
             out.add("train_fraction")  # the split is fixed: first 90 % / last 10 %
         if self.stop_val_acc is None:
             out.add("stop_patience")
+        if self.init_from is None:
+            out.add("init_optimizer")
         if self.embedding_lr == "fixed":
             out |= {"embedding_lr_c", "embedding_lr_every"}
         if self.model == "mlp" and not self.embedding:

@@ -37,10 +37,17 @@ def weights_path(root: str | Path, run_id: str) -> Path:
     return Path(root) / WEIGHTS_DIR / f"{run_id}.safetensors"
 
 
+def optimizer_path(root: str | Path, run_id: str) -> Path:
+    """A run's final optimiser state (``Chain.run_state``), saved when a warm start in the
+    same invocation carries it (``init_optimizer = "carried"``)."""
+    return Path(root) / WEIGHTS_DIR / f"{run_id}.optimizer.safetensors"
+
+
 def save_weights(root: str | Path, run_id: str, params: Mapping[str, torch.Tensor],
-                 spec: Mapping[str, Any] | None = None) -> Path:
-    """Write one run's parameters (name -> tensor) atomically; returns the file's path."""
-    path = weights_path(root, run_id)
+                 spec: Mapping[str, Any] | None = None, *, optimizer: bool = False) -> Path:
+    """Write one run's parameters (name -> tensor) atomically, or with ``optimizer`` its
+    optimiser state; returns the file's path."""
+    path = (optimizer_path if optimizer else weights_path)(root, run_id)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {n: t.detach().to("cpu").contiguous().clone() for n, t in params.items()}
     meta = {"run_id": run_id, "format": FORMAT, "spec": json.dumps(dict(spec or {}))}
@@ -65,6 +72,18 @@ def load_weights(root: str | Path, run_id: str) -> dict[str, torch.Tensor]:
         return load_file(path)
     except (SafetensorError, OSError) as e:
         raise ValueError(f"weights of run {run_id} in {path} are unreadable: {e}") from None
+
+
+def load_optimizer(root: str | Path, run_id: str) -> dict[str, torch.Tensor]:
+    """One run's saved final optimiser state (``FileNotFoundError`` if none was saved)."""
+    path = optimizer_path(root, run_id)
+    if not path.is_file():
+        raise FileNotFoundError(f"no saved optimiser state for run {run_id} (expected {path})")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"optimiser state of run {run_id} in {path} is unreadable: {e}") \
+            from None
 
 
 def has_weights(root: str | Path, run_id: str) -> bool:

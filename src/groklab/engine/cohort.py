@@ -25,6 +25,8 @@ EvalCallback = Callable[[int, list[EvalRow | None]], None]
 
 # (position in specs, that run's final parameters by name): a run finished or retired
 RunDone = Callable[[int, dict[str, torch.Tensor]], None]
+# (position in specs, that run's final optimiser state: ``Chain.run_state``)
+OptimizerDone = Callable[[int, dict[str, torch.Tensor]], None]
 
 
 def train_cohort(
@@ -40,6 +42,9 @@ def train_cohort(
     checkpoint: Checkpointer | None = None,
     resume: dict | None = None,
     on_run_done: RunDone | None = None,
+    parent_optimizers: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    keep_optimizer: Sequence[int] = (),
+    on_optimizer_done: OptimizerDone | None = None,
 ) -> list[list[EvalRow]]:
     """Train every spec (all with one cohort key) together; return each run's curve.
 
@@ -49,11 +54,14 @@ def train_cohort(
     its last evaluation). ``parents``: final weights by run id, for runs that start from
     another run's (``init_from``). ``checkpoint`` writes the cohort's state when due and at
     Ctrl-C; ``resume`` (a checkpoint it loaded) continues from there, its curves included.
-    ``on_run_done`` receives every run's final parameters when it finishes or retires.
+    ``on_run_done`` receives every run's final parameters when it finishes or retires;
+    ``on_optimizer_done`` the final optimiser state of the runs at ``keep_optimizer``
+    (positions: parents whose children carry it, ``parent_optimizers`` by run id).
     """
     if not specs:
         return []
-    state = CohortState(specs, device, compile=compile, hooks=hooks, parents=parents)
+    state = CohortState(specs, device, compile=compile, hooks=hooks, parents=parents,
+                        parent_optimizers=parent_optimizers, keep_optimizer=keep_optimizer)
     curves: list[list[EvalRow]] = [[] for _ in specs]
     ids = [s.run_id for s in specs]
     if resume is not None:
@@ -75,7 +83,11 @@ def train_cohort(
                 for pos, params in state.finished_params.items():
                     if on_run_done is not None:
                         on_run_done(pos, params)
+                for pos, opt in state.finished_optimizers.items():
+                    if on_optimizer_done is not None:
+                        on_optimizer_done(pos, opt)
                 state.finished_params.clear()
+                state.finished_optimizers.clear()
             bar.update(1)
             if checkpoint is not None and not state.done and (
                     interrupt.requested or checkpoint.due(state.t)):
@@ -83,9 +95,11 @@ def train_cohort(
             if interrupt.requested:
                 raise KeyboardInterrupt
     bar.close()
-    if on_run_done is not None:
-        for i, pos in enumerate(state.index):
+    for i, pos in enumerate(state.index):
+        if on_run_done is not None:
             on_run_done(pos, state.params.run(i))
+        if on_optimizer_done is not None and pos in state.keep_optimizer:
+            on_optimizer_done(pos, state.opt.run_state(i))
     return curves
 
 

@@ -9,7 +9,7 @@ finished cohort from the driver with ``record_cohort``: only the driver writes t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from typing import TYPE_CHECKING, Protocol
 
 import torch
@@ -26,13 +26,17 @@ class Executor(Protocol):
     """Trains a generation's cohorts into ``store``; returns how many runs it trained."""
 
     def train(self, store: Store, cohorts: list[list[RunSpec]], device: str, *,
-              compile: bool, hooks: Sequence[Hook],
-              on_done: Callable[[int], None]) -> int: ...
+              compile: bool, hooks: Sequence[Hook], on_done: Callable[[int], None],
+              keep_optimizer: Set[str] = frozenset()) -> int:
+        """``keep_optimizer``: ids of runs whose final optimiser state must be saved (a child
+        carries it: ``init_optimizer = "carried"``)."""
+        ...
 
 
 def record_cohort(store: Store, cohort: Sequence[RunSpec], curves: Sequence[list[EvalRow]],
                   params: Sequence[dict[str, torch.Tensor]], wall_s: float,
-                  device: str = "cpu") -> list[str]:
+                  device: str = "cpu",
+                  optimizers: Mapping[int, dict[str, torch.Tensor]] | None = None) -> list[str]:
     """Save every run's final weights, then mark the runs finished with their curves (as the
     in-process runner does; a language model's sample is generated here, on ``device``);
     returns the ids finished."""
@@ -41,6 +45,10 @@ def record_cohort(store: Store, cohort: Sequence[RunSpec], curves: Sequence[list
 
     for spec, p in zip(cohort, params, strict=True):
         save_weights(store.root, spec.run_id, p, spec.model_dump(mode="json"))
+    for pos, state in (optimizers or {}).items():  # parents of carried warm starts
+        spec = cohort[pos]
+        save_weights(store.root, spec.run_id, state, spec.model_dump(mode="json"),
+                     optimizer=True)
     curves_by_id = {s.run_id: list(c) for s, c in zip(cohort, curves, strict=True)}
     done = store.finish(curves_by_id, curves_by_id, wall_s)
     by_id = {s.run_id: (s, p) for s, p in zip(cohort, params, strict=True)}

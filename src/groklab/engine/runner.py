@@ -108,6 +108,8 @@ def run_specs(
     device = device or default_device()
     root = Path(out)
     checkpoint_every, checkpoint_seconds = checkpoint_every or None, checkpoint_seconds or None
+    # parents whose children carry their optimiser state: it is saved with their weights
+    keep_optimizer = {s.init_from for s in specs if s.init_from and s.init_optimizer == "carried"}
     with Store(out) as store:
         levels = plan_levels(specs)
         total = sum(len(level) for level in levels)
@@ -126,7 +128,8 @@ def run_specs(
                 todo = [c[i : i + max_cohort] for c in todo for i in range(0, len(c), max_cohort)]
             if executor is not None:  # it claims, trains and records the cohorts itself
                 done += executor.train(store, todo, device, compile=compile, hooks=hooks,
-                                       on_done=lambda n, base=done: _advance(bar, base + n))
+                                       on_done=lambda n, base=done: _advance(bar, base + n),
+                                       keep_optimizer=keep_optimizer)
                 _advance(bar, done)
                 continue
             for i, cohort in enumerate(todo, 1):
@@ -141,8 +144,8 @@ def run_specs(
                                             checkpoint_every, checkpoint_seconds)
                 checkpointing = checkpoint_every is not None or checkpoint_seconds is not None
                 _train_claimed(store, cohort, device, bar, done, desc,
-                               checkpointer if checkpointing else None, progress=progress,
-                               compile=compile, hooks=hooks)
+                               checkpointer if checkpointing else None, keep_optimizer,
+                               progress=progress, compile=compile, hooks=hooks)
                 done += len(cohort)
                 _advance(bar, done)
         bar.close()
@@ -155,11 +158,13 @@ def run_specs(
 
 
 def _train_claimed(store: Store, cohort: list[RunSpec], device: str, bar: tqdm, base: float,
-                   desc: str, checkpointer: Checkpointer | None, **train: Any) -> None:
+                   desc: str, checkpointer: Checkpointer | None, keep: set[str],
+                   **train: Any) -> None:
     """Train one claimed cohort into ``store``: resume it from its checkpoint if it has a
-    good one, flush live rows now and then, save every run's final weights, then mark the
-    runs finished and drop the checkpoint."""
-    from groklab.weights import load_weights, save_weights
+    good one, flush live rows now and then, save every run's final weights (and the final
+    optimiser state of runs in ``keep``: parents whose children carry it), then mark the runs
+    finished and drop the checkpoint."""
+    from groklab.weights import load_optimizer, load_weights, optimizer_path, save_weights
 
     root = store.root
     ids = [s.run_id for s in cohort]
@@ -192,11 +197,19 @@ def _train_claimed(store: Store, cohort: list[RunSpec], device: str, bar: tqdm, 
         if is_language_model(cohort[pos]):  # sampled once it is finished
             finals[ids[pos]] = (cohort[pos], {k: v.detach().clone() for k, v in params.items()})
 
+    def on_optimizer_done(pos: int, state: dict[str, torch.Tensor]) -> None:
+        save_weights(root, ids[pos], state, cohort[pos].model_dump(mode="json"), optimizer=True)
+
     parents = {pid: load_weights(root, pid) for pid in {s.init_from for s in cohort} if pid}
+    carried = {s.init_from for s in cohort if s.init_from and s.init_optimizer == "carried"}
+    parent_optimizers = {pid: load_optimizer(root, pid) for pid in carried
+                         if optimizer_path(root, pid).is_file()}
     t0 = time.perf_counter()
     curves = train_cohort(cohort, device, on_eval=on_eval, desc=desc, parents=parents,
                           checkpoint=checkpointer, resume=resume, on_run_done=on_run_done,
-                          **train)
+                          parent_optimizers=parent_optimizers,
+                          keep_optimizer=[i for i, rid in enumerate(ids) if rid in keep],
+                          on_optimizer_done=on_optimizer_done, **train)
     done = store.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
     record_samples(store, {rid: finals[rid] for rid in done if rid in finals}, device)
     if checkpointer is not None:

@@ -118,7 +118,9 @@ class CohortState:
 
     def __init__(self, specs: Sequence[RunSpec], device: str | torch.device = "cpu", *,
                  compile: bool = False, hooks: Sequence[Hook] = (),
-                 parents: Mapping[str, Mapping[str, torch.Tensor]] | None = None):
+                 parents: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+                 parent_optimizers: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+                 keep_optimizer: Sequence[int] = ()):
         if not specs:
             raise ValueError("a cohort needs at least one run")
         s0 = specs[0]
@@ -164,6 +166,15 @@ class CohortState:
         if list(self.layout.offsets.items()) != list(self.params.offsets.items()):
             raise RuntimeError("the model's param_info disagrees with its init")
         self.opt, self.policy = build_optimizer(specs, self.layout, self.params.flat)
+        for i, s in enumerate(specs):  # warm starts that carry their parent's optimiser
+            if s.init_from is not None and s.init_optimizer == "carried":
+                if parent_optimizers is None or s.init_from not in parent_optimizers:
+                    raise ValueError(f"run {s.run_id} carries the optimiser state of run "
+                                     f"{s.init_from}, which was not saved (train parent and "
+                                     "child in one invocation: groklab saves it for them)")
+                self.opt.load_run_state(i, dict(parent_optimizers[s.init_from]))
+        self.keep_optimizer = set(keep_optimizer)  # positions whose final state is kept
+        self.finished_optimizers: dict[int, dict[str, torch.Tensor]] = {}
         self.grad = torch.empty_like(self.params.flat)
         self.sampler = build_sampler(specs, [g["batch"] for g in gens], tables.inputs,
                                      tables.train, self.batch, device)
@@ -302,6 +313,8 @@ class CohortState:
         keep = [i for i in range(self.n_runs) if i not in gone]
         for i in sorted(gone):
             self.finished_params[self.index[i]] = self.params.run(i)
+            if self.index[i] in self.keep_optimizer:
+                self.finished_optimizers[self.index[i]] = self.opt.run_state(i)
         k = torch.tensor(keep, dtype=torch.long, device=self.device)
         self.index = [self.index[i] for i in keep]
         self.params = self.params.select(keep)

@@ -23,7 +23,7 @@ recorded. Tasks do not checkpoint mid-run. Every node needs the same groklab ins
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -42,22 +42,28 @@ HEARTBEAT_S = 60.0  # refresh the claimed runs' heartbeat this often while tasks
 
 def train_task(specs: list[RunSpec], device: str, threads: int,
                parents: dict[str, dict[str, torch.Tensor]], compile: bool,
-               hooks: Sequence[Hook]) -> dict[str, Any]:
-    """What a Ray task runs: train one cohort, return its curves and final weights."""
+               hooks: Sequence[Hook], parent_optimizers: dict[str, dict[str, torch.Tensor]],
+               keep_optimizer: list[int]) -> dict[str, Any]:
+    """What a Ray task runs: train one cohort, return its curves and final weights (and the
+    final optimiser state of the runs at ``keep_optimizer``)."""
     from groklab.engine.cohort import train_cohort
 
     if device == "cpu":
         torch.set_num_threads(threads)
     finals: dict[int, dict[str, torch.Tensor]] = {}
+    optimizers: dict[int, dict[str, torch.Tensor]] = {}
 
-    def on_run_done(pos: int, params: dict[str, torch.Tensor]) -> None:
-        finals[pos] = {k: v.detach().cpu().clone() for k, v in params.items()}
+    def keep(into: dict) -> Callable[[int, dict[str, torch.Tensor]], None]:
+        return lambda pos, t: into.__setitem__(pos, {k: v.detach().cpu().clone()
+                                                     for k, v in t.items()})
 
     t0 = time.perf_counter()
     curves = train_cohort(specs, device, progress=False, compile=compile, hooks=hooks,
-                          parents=parents, on_run_done=on_run_done)
+                          parents=parents, on_run_done=keep(finals),
+                          parent_optimizers=parent_optimizers, keep_optimizer=keep_optimizer,
+                          on_optimizer_done=keep(optimizers))
     return {"curves": encode_curves(curves), "params": [finals[i] for i in range(len(specs))],
-            "wall_s": time.perf_counter() - t0}
+            "optimizers": optimizers, "wall_s": time.perf_counter() - t0}
 
 
 class RayExecutor:
@@ -83,9 +89,10 @@ class RayExecutor:
         return "cuda" if self.gpus > 0 else "cpu"
 
     def train(self, store: Store, cohorts: list[list[RunSpec]], device: str, *,
-              compile: bool, hooks: Sequence[Hook], on_done: Callable[[int], None]) -> int:
+              compile: bool, hooks: Sequence[Hook], on_done: Callable[[int], None],
+              keep_optimizer: Set[str] = frozenset()) -> int:
         """Claim, submit and record ``cohorts``; returns the runs trained."""
-        from groklab.weights import load_weights
+        from groklab.weights import load_optimizer, load_weights, optimizer_path
 
         ray, task = self.ray, self._connect()
         device = self.device
@@ -96,9 +103,15 @@ class RayExecutor:
                 continue
             parents = {pid: load_weights(store.root, pid)
                        for pid in {s.init_from for s in claimed} if pid}
+            carried = {s.init_from for s in claimed if s.init_from
+                       and s.init_optimizer == "carried"}
+            optimizers = {pid: load_optimizer(store.root, pid) for pid in carried
+                          if optimizer_path(store.root, pid).is_file()}
+            keep = [i for i, s in enumerate(claimed) if s.run_id in keep_optimizer]
             ref = task.options(num_cpus=self.cpus, num_gpus=self.gpus,
                                max_retries=self.max_retries, retry_exceptions=False).remote(
-                list(claimed), device, max(1, int(self.cpus)), parents, compile, list(hooks))
+                list(claimed), device, max(1, int(self.cpus)), parents, compile, list(hooks),
+                optimizers, keep)
             running[ref] = list(claimed)
         trained, errors = 0, []
         beat = time.monotonic()
@@ -117,7 +130,7 @@ class RayExecutor:
                                   f"{str(e).splitlines()[0] if str(e) else ''}")
                     continue
                 record_cohort(store, cohort, decode_curves(out["curves"]), out["params"],
-                              out["wall_s"])
+                              out["wall_s"], optimizers=out["optimizers"])
                 trained += len(cohort)
                 on_done(trained)
         if errors:

@@ -26,11 +26,23 @@ State = dict[str, torch.Tensor]
 @dataclass
 class Context:
     """What an update may read: the update count ``t`` (1 for the first), the parameters and
-    the rates of this update (``[R, N]``)."""
+    the rates of this update (``[R, N]``), and ``offset``: ``[R, 1]`` updates each run had
+    before this cohort's first (a warm start that carries its parent's optimiser state), or
+    None when every run starts at 0."""
 
     t: int
     params: torch.Tensor
     lr: torch.Tensor
+    offset: torch.Tensor | None = None
+
+    @property
+    def run_t(self) -> int | torch.Tensor:
+        """Every run's own update count: ``t``, or ``[R, 1]`` ``t + offset``."""
+        return self.t if self.offset is None else self.offset + self.t
+
+    def rows(self, rows: torch.Tensor) -> Context:
+        return Context(self.t, self.params[rows], self.lr[rows],
+                       None if self.offset is None else self.offset[rows])
 
 
 @dataclass
@@ -38,6 +50,7 @@ class Transform:
     """Base: per-run hyper-parameters ``hp`` (run axis first); stateless unless overridden."""
 
     hp: dict[str, torch.Tensor] = field(default_factory=dict)
+    _t = 0  # the chain's update count, set by Chain before run_state / load_run_state
 
     def init(self, params: torch.Tensor) -> State:
         return {}
@@ -50,6 +63,19 @@ class Transform:
         self.hp = {k: v[keep] for k, v in self.hp.items()}
         for k in state:
             state[k] = state[k][keep]
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+    def run_state(self, i: int, state: State) -> State:
+        """Run ``i``'s state, by ``<transform>.<key>`` (its row of every state tensor)."""
+        return {f"{self.name}.{k}": v[i].clone() for k, v in state.items()}
+
+    def load_run_state(self, i: int, state: State, saved: State) -> None:
+        """Set run ``i``'s rows from a ``run_state`` (of the same transform)."""
+        for k, v in state.items():
+            v[i] = saved[f"{self.name}.{k}"]
 
 
 class Subset(Transform):
@@ -70,9 +96,27 @@ class Subset(Transform):
     def update(self, u: torch.Tensor, state: State, ctx: Context) -> torch.Tensor:
         if not len(self.rows):
             return u
-        sub = Context(ctx.t, ctx.params[self.rows], ctx.lr[self.rows])
-        u[self.rows] = self.inner.update(u[self.rows], state, sub)
+        u[self.rows] = self.inner.update(u[self.rows], state, ctx.rows(self.rows))
         return u
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def _row(self, i: int) -> int | None:
+        where = (self.rows == i).nonzero().flatten().tolist()
+        return where[0] if where else None
+
+    def run_state(self, i: int, state: State) -> State:
+        row = self._row(i)
+        self.inner._t = self._t
+        return {} if row is None else self.inner.run_state(row, state)
+
+    def load_run_state(self, i: int, state: State, saved: State) -> None:
+        row = self._row(i)
+        self.inner._t = self._t
+        if row is not None:
+            self.inner.load_run_state(row, state, saved)
 
     def select(self, keep: torch.Tensor, state: State) -> None:
         where = {int(r): i for i, r in enumerate(self.rows.tolist())}
@@ -90,7 +134,9 @@ class EmaFilter(Transform):
 
     def update(self, u: torch.Tensor, state: State, ctx: Context) -> torch.Tensor:
         m = state["ema"]
-        if ctx.t == 1:
+        if ctx.offset is not None:  # runs at different counts: the first update per run
+            m.copy_(torch.where(ctx.run_t == 1, u, m.lerp(u, 1 - self.hp["alpha"])))
+        elif ctx.t == 1:
             m.copy_(u)
         else:
             m.lerp_(u, 1 - self.hp["alpha"])
@@ -113,16 +159,33 @@ class MaFilter(Transform):
     def update(self, u: torch.Tensor, state: State, ctx: Context) -> torch.Tensor:
         buf, total = state["window"], state["sum"]
         slot = (ctx.t - 1) % self.window
-        if ctx.t > self.window:
+        if ctx.t > self.window or ctx.offset is not None:  # a slot not yet written holds 0
             total.sub_(buf[:, slot])
         buf[:, slot] = u
         if slot == self.window - 1:
             torch.sum(buf, dim=1, out=total)
         else:
             total.add_(u)
+        if ctx.offset is not None:  # the window is full per run
+            return torch.where(ctx.run_t >= self.window,
+                               u + total * (self.hp["lamb"] / self.window), u)
         if ctx.t < self.window:
             return u
         return u.add_(total * (self.hp["lamb"] / self.window))
+
+    def run_state(self, i: int, state: State) -> State:
+        """Run ``i``'s window in age order (oldest first), so a run carried into another
+        cohort finds its slots where that cohort's count puts them."""
+        out = super().run_state(i, state)
+        key = f"{self.name}.window"
+        out[key] = torch.roll(out[key], -(self._t % self.window), 0)
+        return out
+
+    def load_run_state(self, i: int, state: State, saved: State) -> None:
+        """The inverse of ``run_state`` at this chain's count (0 at a cohort's start)."""
+        key = f"{self.name}.window"
+        aligned = dict(saved) | {key: torch.roll(saved[key], self._t % self.window, 0)}
+        super().load_run_state(i, state, aligned)
 
 
 class ClipByGlobalNorm(Transform):
@@ -152,8 +215,9 @@ class ScaleByAdam(Transform):
         m, v = state["exp_avg"], state["exp_avg_sq"]
         m.lerp_(u, 1 - b1)
         v.mul_(b2).addcmul_(u, u * (1 - b2))
-        bias1 = 1 - b1**ctx.t
-        bias2_sqrt = (1 - b2**ctx.t).sqrt()
+        t = ctx.run_t
+        bias1 = 1 - b1**t
+        bias2_sqrt = (1 - b2**t).sqrt()
         denom = v.sqrt().div_(bias2_sqrt).add_(eps)
         return torch.div(m, denom, out=u).div_(bias1)
 
@@ -168,7 +232,9 @@ class Momentum(Transform):
     def update(self, u: torch.Tensor, state: State, ctx: Context) -> torch.Tensor:
         mu, nesterov = self.hp["momentum"], self.hp["nesterov"]
         b = state["momentum_buffer"]
-        if ctx.t == 1:
+        if ctx.offset is not None:
+            b.copy_(torch.where(ctx.run_t == 1, u, b * mu + u))
+        elif ctx.t == 1:
             b.copy_(u)
         else:
             b.mul_(mu).add_(u)
@@ -205,11 +271,12 @@ class Chain:
         self.rates = rates
         self.states = [tr.init(params) for tr in self.transforms]
         self.t = 0  # updates done so far
+        self.offset: torch.Tensor | None = None  # [R, 1] carried updates (load_run_state)
 
     @torch.no_grad()
     def step(self, grad: torch.Tensor) -> None:
         """One update from ``grad`` (``[R, N]``; used as scratch space and overwritten)."""
-        ctx = Context(self.t + 1, self.params, self.rates(self.t))
+        ctx = Context(self.t + 1, self.params, self.rates(self.t), self.offset)
         u = grad
         for tr, state in zip(self.transforms, self.states, strict=True):
             u = tr.update(u, state, ctx)
@@ -220,13 +287,54 @@ class Chain:
         """Keep the runs at positions ``keep`` (the parameters are re-pointed by the caller)."""
         for tr, state in zip(self.transforms, self.states, strict=True):
             tr.select(keep, state)
+        if self.offset is not None:
+            self.offset = self.offset[keep]
+
+    @torch.no_grad()
+    def run_state(self, i: int) -> State:
+        """Run ``i``'s whole optimiser state: every transform's rows and its update count
+        ``t`` (a warm start may carry it: ``load_run_state``)."""
+        out: State = {"t": torch.tensor(self.t + self._offset(i), dtype=torch.int64)}
+        for tr, state in zip(self.transforms, self.states, strict=True):
+            tr._t = self.t
+            out |= tr.run_state(i, state)
+        return out
+
+    @torch.no_grad()
+    def load_run_state(self, i: int, saved: State) -> None:
+        """Continue run ``i`` from another chain's ``run_state`` (before the first update):
+        its moments, filter state and update count. The two chains must hold the same
+        transforms for the run (``ValueError`` naming the difference)."""
+        if self.t:
+            raise RuntimeError("optimiser state is carried in before the first update")
+        mine: set[str] = set()
+        for tr, state in zip(self.transforms, self.states, strict=True):
+            tr._t = self.t
+            mine |= set(tr.run_state(i, state))
+        theirs = set(saved) - {"t"}
+        if mine != theirs:
+            raise ValueError(f"the carried optimiser state holds {sorted(theirs)}, this run's "
+                             f"optimiser {sorted(mine)}: same optimiser and gradient filter "
+                             "needed")
+        for tr, state in zip(self.transforms, self.states, strict=True):
+            tr.load_run_state(i, state, saved)
+        if self.offset is None:
+            self.offset = torch.zeros(self.params.shape[0], 1, dtype=self.params.dtype,
+                                      device=self.params.device)
+        self.offset[i] = float(saved["t"])
+
+    def _offset(self, i: int) -> int:
+        return 0 if self.offset is None else int(self.offset[i].item())
 
     def state_dict(self) -> dict:
         return {"t": self.t, "states": [{k: v.clone() for k, v in s.items()}
-                                        for s in self.states]}
+                                        for s in self.states],
+                "offset": None if self.offset is None else self.offset.clone()}
 
     def load_state_dict(self, sd: dict) -> None:
         self.t = int(sd["t"])
         for state, saved in zip(self.states, sd["states"], strict=True):
             for k, v in saved.items():
                 state[k].copy_(v)
+        if sd.get("offset") is not None:
+            self.offset = sd["offset"].to(self.params.device, self.params.dtype)
