@@ -140,8 +140,8 @@ def test_cli_rejects_a_bad_study_file_before_anything_is_written(tmp_path):
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1
     assert lines[0] == (f"groklab: error: {path}: grid.task[1]: unknown task 'nope'; known: "
-                        "permutation, sum, x2_plus_xy_plus_y2, x2_plus_y2, x3_plus_xy, x_div_y, "
-                        "x_minus_y, x_plus_y")
+                        "permutation, sum, text, x2_plus_xy_plus_y2, x2_plus_y2, x3_plus_xy, "
+                        "x_div_y, x_minus_y, x_plus_y")
     assert not out.exists()
 
 

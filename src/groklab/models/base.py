@@ -63,6 +63,12 @@ def dropout(x: torch.Tensor, train: bool, rng: RunRandom | None) -> torch.Tensor
     return rng.dropout(x) if train and rng is not None else x
 
 
+def check_heads(d_model: int, n_heads: int) -> None:
+    """Attention splits the width evenly between heads (``ValueError`` otherwise)."""
+    if d_model % n_heads:
+        raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
+
+
 def layered_param_info(shapes: dict[str, tuple[int, ...]], n_layers: int
                        ) -> dict[str, ParamInfo]:
     """Kinds and depths for a model of ``tok_emb`` (depth -1), ``layers.{i}.*`` (depth i) and

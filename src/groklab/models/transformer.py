@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from groklab.models.base import GroupRules, RunRandom, dropout
+from groklab.models.base import GroupRules, RunRandom, check_heads, dropout
 from groklab.models.stacked import embed, layer_norm, linear, uniform_
 from groklab.optim.layout import ParamInfo
 
@@ -38,8 +38,7 @@ class Transformer:
     max_len: int | None = None  # position embeddings (None: seq_len); forward uses the first T
 
     def __post_init__(self) -> None:
-        if self.d_model % self.n_heads:
-            raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        check_heads(self.d_model, self.n_heads)
 
     @property
     def n_blocks(self) -> int:

@@ -13,7 +13,8 @@ running by a process that is gone (same host, dead pid, or an earlier invocation
 process) is finished by the next invocation on the same OUT: told from the store when its
 runs are finished there, else trained (from the runs' checkpoints) in the next round. The
 search stops once the study holds ``trials`` trials that are complete, failed, or still
-running in a live process; re-running the same command after a kill continues it.
+running in a live process; re-running the same command after a kill continues it (a trial
+asked but not yet claimed when the process died is taken over too).
 """
 
 from __future__ import annotations
@@ -144,13 +145,20 @@ class Owner:
         return _process_alive(token)
 
     def orphans(self, study: Any) -> list[Any]:
-        """Running trials of this store whose owner is gone (they are ours to finish)."""
+        """Running trials of this store whose owner is gone (they are ours to finish), and
+        trials a killed process asked but never claimed (killed between ``ask`` and
+        ``claim``), taken when no other process that may be alive owns a running trial."""
         from optuna.trial import TrialState
 
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        others_alive = any(t.user_attrs.get("owner") not in (None, self.token)
+                           and self.alive(t.user_attrs.get("owner")) for t in running)
         out = []
-        for frozen in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        for frozen in running:
             attrs = frozen.user_attrs
-            if attrs.get("store") == self.store and not self.alive(attrs.get("owner")):
+            ours = attrs.get("store") == self.store and not self.alive(attrs.get("owner"))
+            unclaimed = "owner" not in attrs and not others_alive
+            if ours or unclaimed:
                 trial = _trial(study, frozen)
                 self.claim(trial)
                 out.append(trial)
