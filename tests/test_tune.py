@@ -100,13 +100,15 @@ def test_a_missing_extra_names_it(tmp_path, monkeypatch, capsys):
 
 
 # -- the objective ----------------------------------------------------------------------------
-def fake_run(store, seed, reached_at, val_loss, steps=40):
-    """A finished run whose val acc passes 0.99 at ``reached_at`` (None: never)."""
-    spec = RunSpec(**(TINY | {"steps": steps, "eval_every": 10}), seed=seed)
+def fake_run(store, seed, reached_at, val_loss, steps=40, lr=(1e-3, 1e-3, 1e-3),
+             finished=True):
+    """A run whose val acc passes 0.99 at ``reached_at`` (None: never)."""
+    spec = RunSpec(**(TINY | {"steps": steps, "eval_every": 10, "lr": lr}), seed=seed)
     rows = [EvalRow(s, 1.0, 0.5, val_loss, 1.0 if reached_at and s >= reached_at else 0.5)
             for s in range(10, steps + 1, 10)]
     store.begin([spec], "cpu")
-    store.finish({}, {spec.run_id: rows}, 1.0)
+    if finished:
+        store.finish({spec.run_id: rows}, {spec.run_id: rows}, 1.0)
     return spec.run_id
 
 
@@ -192,12 +194,15 @@ def test_killing_the_command_and_running_it_again_continues_the_study(tmp_path):
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
-        finished = []
-        while len(finished) < 2 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)
+        finished, started = [], []
+        # kill while the second batch trains: the first is finished, the second's runs begun
+        while (len(finished) < 2 or len(started) < 4) and time.monotonic() < deadline \
+                and proc.poll() is None:
+            time.sleep(0.1)
             if (out / "groklab.sqlite").is_file():
                 with Store(out, create=False) as store:
-                    finished = [r for r in store.runs() if r["status"] == "finished"]
+                    started = store.runs()
+                    finished = [r for r in started if r["status"] == "finished"]
         assert proc.poll() is None, "the search ended before it could be killed"
         os.kill(proc.pid, signal.SIGKILL)  # during the second batch
         proc.wait()
@@ -219,6 +224,20 @@ def test_killing_the_command_and_running_it_again_continues_the_study(tmp_path):
     assert {i for t in trials for i in t.user_attrs["run_ids"]} == set(runs)
 
 
+def test_a_trial_asked_but_never_claimed_is_taken_over(tmp_path):
+    """A process killed between Optuna's ask and its claim leaves an owner-less running
+    trial; the next invocation finishes it instead of asking a new one."""
+    space = build_space(overrides=TINY | {"steps": 5})
+    assert tune(tmp_path, space, trials=1, batch=1, progress=False).told == 1
+    study = optuna.load_study(study_name="tune-x_plus_y", storage=default_storage(tmp_path))
+    dists = trials_of(tmp_path)[0].distributions
+    study.ask(dists)  # ... and the process died here
+    result = tune(tmp_path, space, trials=2, batch=1, progress=False)
+    assert result.told == 1 and result.trained == 1
+    trials = trials_of(tmp_path)
+    assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
+
+
 def test_a_seeded_search_continued_one_trial_at_a_time_draws_new_points(tmp_path):
     space = build_space(overrides=TINY | {"steps": 5})
     for n in (1, 2, 3):
@@ -227,3 +246,105 @@ def test_a_seeded_search_continued_one_trial_at_a_time_draws_new_points(tmp_path
         assert result.trained == 1 and result.told == 1
     trials = trials_of(tmp_path)
     assert len({tuple(t.params.values()) for t in trials}) == 3
+
+
+# -- the report of a search -------------------------------------------------------------------
+def best_table(report, study):
+    """(trial, value, params) rows of ``study``'s best-trials table in report.md, in order,
+    and the table's header."""
+    section = report.split(f"## Study `{study}`")[1].split("## Study")[0]
+    lines = section.split("**Best ")[1].splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines
+            if line.startswith("|")]
+    return rows[0], rows[2:]
+
+
+def expected_order(out, labels, metric):
+    """Trials best first, computed from the store's curves (not through groklab.tune)."""
+    with Store(out, create=False) as store:
+        runs = {r["id"]: r for r in store.runs()}
+        values = {}
+        for label, ids in labels.items():
+            curves = [store.curve(i) for i in ids]
+            if metric == "max_val_acc":
+                values[label] = sum(max(r.val_acc for r in c) for c in curves) / len(ids)
+                continue
+            steps = [next((r.step for r in c if r.val_acc > 0.99), runs[i]["steps"])
+                     for i, c in zip(ids, curves, strict=True)]
+            loss = sum(c[-1].val_loss for c in curves) / len(ids)
+            values[label] = (sum(steps) + TINY["eval_every"] * loss / (1 + loss)) / len(ids)
+    sign = -1 if metric == "max_val_acc" else 1
+    return sorted(values.items(), key=lambda kv: (sign * kv[1], kv[0]))
+
+
+def test_the_report_of_a_search_shows_its_best_trials_and_the_landscape(tmp_path):
+    from PIL import Image
+
+    space = tmp_path / "space.toml"
+    space.write_text("[params.weight_decay]\nlow = 0.1\nhigh = 2.0\nlog = true\n")
+    out = tmp_path / "out"
+    search = ["tune", "--out", str(out), "--space", str(space), "--steps", "60", "--trials",
+              "12", "--batch", "12", "--seeds", "2", "--sampler", "random", "--sampler-seed",
+              "0", "--no-early-stop", "--no-progress", *TINY_SET]
+    assert main([*search, "--study-name", "by-steps"]) == 0
+    # the same points maximising another metric: the same runs, another study (and section)
+    assert main([*search, "--study-name", "by-acc", "--metric", "max_val_acc"]) == 0
+    assert main(["report", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    with Store(out, create=False) as store:
+        runs = {r["id"]: r for r in store.runs()}
+        labels = {}
+        for rid, label in store.study_members("by-steps"):
+            labels.setdefault(label, []).append(rid)
+        assert len(runs) == 24 and labels == {
+            label: [rid for rid, lab in store.study_members("by-acc") if lab == label]
+            for label in labels}
+    for study, metric in (("by-steps", "steps_to_99"), ("by-acc", "max_val_acc")):
+        header, rows = best_table(report, study)
+        expected = expected_order(out, labels, metric)[:10]
+        assert header[:2] == ["trial", metric + (" (minimized)" if metric == "steps_to_99"
+                                                 else " (maximized)")]
+        assert [r[0] for r in rows] == [label for label, _ in expected]
+        assert [float(r[1]) for r in rows] == pytest.approx([v for _, v in expected],
+                                                            rel=1e-5)
+        for row in rows:  # the searched values, as the runs' settings hold them
+            run = runs[labels[row[0]][0]]
+            assert row[-4:] == [f"{v:.3g}" for v in (*run["lr"], run["weight_decay"])]
+        assert header[-4:] == ["lr_e", "lr_l", "lr_h", "weight_decay"]
+        assert "Final validation accuracy" not in report.split(f"## Study `{study}`")[1]
+        for figure in ("landscape", "best-val_acc"):
+            png = out / "figures" / f"{study}-{figure}.png"
+            assert png.is_file() and f"figures/{study}-{figure}.png" in report
+            assert Image.open(png).size[0] > 400
+
+
+def test_a_search_report_ranks_by_censored_steps_then_final_loss(tmp_path):
+    # (reached_at, final val loss) per seed of each trial; the budget is 40 steps
+    made = {"t0000": [(20, 0.5), (20, 0.5)], "t0001": [(20, 0.1), (20, 0.1)],
+            "t0002": [(20, 0.2), (None, 0.2)], "t0003": [(None, 0.01), (None, 0.01)],
+            "t0004": [(30, 0.05), (30, 0.05)], "t0005": [(10, 0.01), None]}  # None: unfinished
+    definition = {"kind": "tune", "metric": "steps_to_99", "direction": "minimize",
+                  "seeds": 2, "space": build_space(overrides={"task": "x_plus_y"}).definition()}
+    with Store(tmp_path) as store:
+        members = []
+        for n, (label, seeds) in enumerate(made.items()):
+            lr = (1e-4 * (n + 1), 2e-4 * (n + 1), 3e-4 * (n + 1))
+            members += [(fake_run(store, seed, *(run or (None, 1.0)), lr=lr,
+                                  finished=run is not None), label)
+                        for seed, run in enumerate(seeds)]
+        store.record_study("tune-x_plus_y", definition, {}, members)
+    assert main(["report", str(tmp_path)]) == 0
+    report = (tmp_path / "report.md").read_text()
+    header, rows = best_table(report, "tune-x_plus_y")
+    assert header == ["trial", "steps_to_99 (minimized)", "reached 99 %", "lr_e", "lr_l",
+                      "lr_h"]
+    # 20 + 5·L/(1+L) for L = 0.1 and 0.5; 30 + 5·0.05/1.05; (20 + 40)/2 + 5·0.2/1.2; 40 + ...
+    assert [(r[0], r[2]) for r in rows] == [("t0001", "2/2"), ("t0000", "2/2"),
+                                            ("t0004", "2/2"), ("t0002", "1/2"),
+                                            ("t0003", "0/2")]
+    assert [float(r[1]) for r in rows] == pytest.approx(
+        [20 + 5 * 0.1 / 1.1, 20 + 5 * 0.5 / 1.5, 30 + 5 * 0.05 / 1.05, 30 + 5 * 0.2 / 1.2,
+         40 + 5 * 0.01 / 1.01], rel=1e-5)
+    assert rows[0][3:] == ["0.0002", "0.0004", "0.0006"]  # t0001's rates, from its runs
+    assert "5 trial(s) with a value, 1 without" in report
+    assert (tmp_path / "figures" / "tune-x_plus_y-landscape.png").is_file()

@@ -14,6 +14,8 @@ from groklab.report.curriculum import curriculum_section
 from groklab.report.data import StudyData, load_studies
 from groklab.report.document import Block, Code, Figure, Heading, Paragraph, Table, to_markdown
 from groklab.report.html import to_html
+from groklab.report.lm import is_language_model_study, lm_section
+from groklab.report.search import is_search, search_section
 from groklab.report.tables import (
     CENSORED,
     METRICS,
@@ -68,9 +70,15 @@ def write_report(path: str | Path) -> ReportFiles:
 
 def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path]]:
     blocks: list[Block] = [Heading(f"Study `{study.name}`")]
+    if is_search(study):  # groklab tune: the best trials, not a column per trial
+        section, made = search_section(study, root, root / "figures" / _slug(study.name))
+        return blocks + [Paragraph(_counts(study)), *section, *_settings(study)], made
     definition = study.definition or {}
     if definition.get("description"):
         blocks.append(Paragraph(definition["description"]))
+    if is_language_model_study(study):  # report/lm.py: loss, speed and samples
+        section, made = lm_section(study, root, root / "figures" / _slug(study.name))
+        return blocks + [Paragraph(_counts(study)), *section, *_settings(study)], made
     if definition.get("overrides"):
         changed = "; ".join(f"`{k} = {', '.join(map(_show, v))}`"
                             for k, v in definition["overrides"].items())

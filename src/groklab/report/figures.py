@@ -3,7 +3,8 @@
 Steps are on a log scale, the field's convention for grokking plots (memorisation and the
 late rise of validation accuracy both stay visible); train is dashed, validation solid.
 A study with a numeric grid axis (such as the training fraction) also gets a figure of its
-summary metrics against that axis.
+summary metrics against that axis, and a ``groklab tune`` search its landscape
+(report/search.py).
 """
 
 from __future__ import annotations
@@ -77,9 +78,12 @@ def task_figure(curves: pd.DataFrame, title: str, path: Path, palette: dict) -> 
 
 
 def _panels(keys: list, draw: Callable[[plt.Axes, object], None], title: str, path: Path,
-            palette: dict, max_cols: int, panel: tuple[float, float],
-            sharey: bool = False) -> Path:
-    """One panel per key (``draw(ax, key)``; steps on a log scale), a shared legend."""
+            palette: dict | None, max_cols: int, panel: tuple[float, float],
+            sharey: bool = False, steps: bool = True,
+            finish: Callable[[plt.Figure, list[plt.Axes]], None] | None = None) -> Path:
+    """One panel per key (``draw(ax, key)``; x axis: steps on a log scale unless ``steps``
+    is False), a shared legend of ``palette`` (if any), then ``finish(fig, axes)`` adds what
+    else the panels share (a colour bar, say)."""
     ncols = min(max_cols, len(keys))
     nrows = math.ceil(len(keys) / ncols)
     with plt.rc_context(STYLE):
@@ -87,12 +91,16 @@ def _panels(keys: list, draw: Callable[[plt.Axes, object], None], title: str, pa
                                  squeeze=False, sharey=sharey, layout="constrained")
         for ax, key in zip(axes.flat, keys, strict=False):
             draw(ax, key)
-            ax.set_xlabel("step")
-            ax.set_xscale("log")
+            if steps:
+                ax.set_xlabel("step")
+                ax.set_xscale("log")
         for ax in list(axes.flat)[len(keys):]:
             ax.set_visible(False)
         fig.suptitle(title)
-        _legend(fig, palette, styles=False)
+        if palette is not None:
+            _legend(fig, palette, styles=False)
+        if finish is not None:
+            finish(fig, list(axes.flat)[:len(keys)])
         fig.savefig(path, dpi=DPI)
         plt.close(fig)
     return path
@@ -144,3 +152,40 @@ def metrics_figure(metrics: pd.DataFrame, title: str, path: Path, palette: dict)
 
     return _panels(list(dict.fromkeys(metrics["name"])), draw, title, path, palette, 3,
                    (4.6, 3.2))
+
+
+def landscape_figure(points: pd.DataFrame, dims: dict[str, bool], value: str, best: object,
+                     title: str, path: Path, higher_is_better: bool) -> Path:
+    """A search's landscape: one panel per pair of searched dimensions (``dims``: name -> log
+    axis), one point per trial (``points``: index = trial, a column per dimension and
+    ``value``) coloured by ``value``, better brighter, trial ``best`` starred; a single
+    dimension is drawn against ``value``."""
+    from itertools import combinations
+
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    names = list(dims)
+    pairs = list(combinations(names, 2)) or [(names[0], value)]
+    norm = Normalize(float(points[value].min()), float(points[value].max()))
+    cmap = plt.get_cmap("viridis" if higher_is_better else "viridis_r")
+    order = points.sort_values(value, ascending=higher_is_better)  # the best drawn last
+
+    def draw(ax: plt.Axes, pair: object) -> None:
+        x, y = pair
+        ax.scatter(order[x], order[y], c=order[value], cmap=cmap, norm=norm, s=28,
+                   edgecolors="0.25", linewidths=0.4)
+        ax.scatter([points.at[best, x]], [points.at[best, y]], marker="*", s=320,
+                   facecolors="none", edgecolors="red", linewidths=1.6, label=f"best: {best}")
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.set_xscale("log" if dims.get(x) else "linear")
+        ax.set_yscale("log" if dims.get(y) else "linear")
+        ax.tick_params(which="minor", labelsize=7)  # a log axis within a decade or so
+        ax.tick_params(axis="x", which="both", labelrotation=30)
+
+    def finish(fig: plt.Figure, axes: list[plt.Axes]) -> None:
+        fig.colorbar(ScalarMappable(norm, cmap), ax=axes, label=value)
+        axes[0].legend(loc="best", frameon=True)
+
+    return _panels(pairs, draw, title, path, None, 3, (4.2, 3.6), steps=False, finish=finish)
