@@ -9,6 +9,7 @@ stop off, so every trial trains its whole budget):
   continues the study by one trial), the usual trial-per-process loop.
 
     python benchmarks/tune_throughput.py --trials 8 --batch 8 --steps 200
+    python benchmarks/tune_throughput.py --p 23 --set d_model=64 --set batch_size=128
     python benchmarks/tune_throughput.py --device cuda --trials 64 --batch 32 --steps 500
 
 Prints one JSON object: wall and CPU seconds, trials per hour and per CPU-hour for each way,
@@ -33,7 +34,8 @@ def tune_cmd(out: Path, args: argparse.Namespace, trials: int, batch: int) -> li
             "--steps", str(args.steps), "--p", str(args.p), "--trials", str(trials),
             "--batch", str(batch), "--no-early-stop", "--metric", "final_val_loss",
             "--sampler", "random", "--sampler-seed", "0", "--device", args.device,
-            "--no-progress", "--set", f"eval_every={args.eval_every}"]
+            "--no-progress", "--set", f"eval_every={args.eval_every}",
+            *[a for kv in args.set for a in ("--set", kv)]]
 
 
 def timed(cmds: list[list[str]], threads: int) -> tuple[float, float]:
@@ -60,6 +62,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--modes", default="batched,sequential,per-process")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a run setting of every trial (repeatable), e.g. d_model=64")
     ap.add_argument("--threads", type=int, default=0,
                     help="OMP_NUM_THREADS of the tune processes (0: torch's default); 1 "
                     "keeps timings sane on a machine other jobs share")
@@ -76,6 +80,7 @@ def main() -> None:
             seconds[mode], cpu[mode] = timed(cmds[mode], args.threads)
     out = {"task": args.task, "p": args.p, "steps": args.steps, "trials": args.trials,
            "batch": args.batch, "device": args.device, "threads": args.threads,
+           "settings": args.set,
            "seconds": seconds,
            "cpu_seconds": cpu,
            "trials_per_hour": {k: round(3600 * args.trials / v, 1) for k, v in seconds.items()},
