@@ -81,7 +81,7 @@ def tune(out: str | Path, space: Space, *, trials: int, batch: int = 8, seeds: i
                   "space": space.definition(),
                   "description": f"Optuna search ({storage}, study {name!r}): {metric} "
                                  f"({direction}) over {searched}; {seeds} seed(s) per trial, "
-                                 "one column per trial."}
+                                 "runs labelled by trial (t0000, t0001, ...)."}
     compared = {k: v for k, v in definition.items() if k != "description"}
     study = _open_study(optuna, storage, name, direction, compared, sampler, sampler_seed)
     me = Owner(out)
