@@ -1,6 +1,8 @@
 """Curricula in studies: ``[[stages]]`` expand to chained runs (``init_from``), parents train
 first, the curriculum preset, and the report's curriculum figure and table."""
 
+import re
+
 import pytest
 
 import groklab as gl
@@ -105,4 +107,31 @@ def test_curriculum_study_trains_parents_first_and_reports_stages(tmp_path):
     assert "### Curricula" in md and "K3-after-K2" in md and "max val acc" in md
     section = md.split("### Curricula")[1]
     assert "K3-scratch" in section  # the same last stage from scratch, compared
+    steps = [line.rstrip(" |").rsplit("| ", 1)[1] for line in section.splitlines()
+             if line.startswith("| K3-")]
+    assert len(steps) == 2  # step cells: whole steps, or how many seeds never got there
+    assert all(re.fullmatch(r"\d+ ± \d+ \(\d/\d reached\)|not reached \(0/\d\)", c)
+               for c in steps), steps
     assert any("curriculum-K3-after-K2" in p.name for p in files.figures)
+
+
+def test_last_stage_table_counts_steps_in_whole_steps():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from groklab.report.curriculum import last_stage_table
+
+    curve = {"a": [0.5, 0.995, 1.0], "b": [0.2, 0.6, 0.992], "c": [0.1, 0.2, 0.3]}
+    study = SimpleNamespace(
+        finished=pd.DataFrame({"id": ["a", "b", "c"], "config": ["cur", "cur", "scratch"]}),
+        curves=pd.DataFrame([{"run_id": r, "step": 100 * (i + 1), "val_acc": v}
+                             for r, vals in curve.items() for i, v in enumerate(vals)]))
+    table = last_stage_table(study, ["cur", "scratch"])
+    # cur: first steps above 99 %: 200 and 300 -> 250 ± 50; finals (= maxima) 1.0 and 0.992
+    # -> 0.996 ± 0.008 / 2 (stderr of two values: their half difference)
+    assert table.loc["cur", "step val acc > 99 %"] == "250 ± 50 (2/2 reached)"
+    assert table.loc["cur", "final val acc"] == "0.996 ± 0.004"
+    assert table.loc["cur", "max val acc"] == "0.996 ± 0.004"
+    assert table.loc["scratch", "step val acc > 99 %"] == "not reached (0/1)"
+    assert table.loc["scratch", "final val acc"] == "0.300 ± 0.000"

@@ -84,12 +84,13 @@ def joined_curves(study: StudyData, chain: list[str]) -> tuple[pd.DataFrame, lis
     return pd.concat(parts, ignore_index=True), bounds[:-1]
 
 
-def _mean_se(values: list[float]) -> str:
+def _mean_se(values: list[float], digits: int = 3) -> str:
+    """``mean ± stderr`` with ``digits`` decimals (0 for step counts)."""
     if not values:
         return "—"
     m = float(np.mean(values))
     se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
-    return f"{m:.3f} ± {se:.3f}"
+    return f"{m:.{digits}f} ± {se:.{digits}f}"
 
 
 def last_stage_table(study: StudyData, configs: list[str]) -> pd.DataFrame:
@@ -105,7 +106,7 @@ def last_stage_table(study: StudyData, configs: list[str]) -> pd.DataFrame:
         hit = [int(r.iloc[0]) for r in reached if len(r)]
         rows.append({"configuration": config, "seeds": len(ids),
                      "final val acc": _mean_se(final), "max val acc": _mean_se(best),
-                     "step val acc > 99 %": f"{_mean_se(hit)} ({len(hit)}/{len(ids)} reached)"
+                     "step val acc > 99 %": f"{_mean_se(hit, 0)} ({len(hit)}/{len(ids)} reached)"
                      if hit else f"not reached (0/{len(ids)})"})
     return pd.DataFrame(rows).set_index("configuration")
 
