@@ -91,6 +91,23 @@ def test_curriculum_preset():
     assert len(scratch) == 3 and all(s.operands == 3 and s.init_from is None for s in scratch)
 
 
+
+def test_the_cpu_sized_curriculum_example():
+    """docs/examples/curriculum-sum-p23.toml (the README's curriculum figure) stays valid."""
+    from pathlib import Path
+
+    from groklab.studies import get_study
+
+    path = Path(__file__).parents[1] / "docs" / "examples" / "curriculum-sum-p23.toml"
+    runs = get_study(path).expand()
+    assert len(runs) == 21 and {r.spec.p for r in runs} == {23}
+    parents = {r.spec.run_id for r in runs if r.label.startswith("stage 1")}
+    children = [r.spec for r in runs if r.spec.init_from]
+    assert len(parents) == 3 and len(children) == 15
+    assert all(c.init_from in parents for c in children)
+    carried = {c.init_optimizer for c in children if c.operands == 3}
+    assert carried == {"fresh", "carried"}
+
 def test_curriculum_study_trains_parents_first_and_reports_stages(tmp_path):
     study = load_toml(TINY, "tiny")
     out = tmp_path / "cur"
