@@ -22,11 +22,14 @@ def test_small_task_groks_and_second_invocation_runs_nothing(tmp_path):
     assert "1 run(s) trained" in first.stderr
     (run,) = results_json(out)
     assert run["status"] == "finished" and run["task"] == "x_plus_y" and run["seed"] == 0
-    assert run["lr"] == [3e-3, 3e-3, 3e-3] and run["final_train_acc"] > 0.99
-    # It groks: validation accuracy passes 99 % (small tasks may wobble after grokking, so
-    # the final value is not the criterion) and the store records the step it happened.
-    reached = run["step_val_acc_99"]
-    assert reached is not None and 10 <= reached <= 1000
+    assert run["lr"] == [3e-3, 3e-3, 3e-3]
+    # It memorises, then groks: train and then validation accuracy pass 99 % and the store
+    # records both steps. Small tasks at this rate can spike after grokking (a sudden drop
+    # and recovery, whose timing differs between CPU models), so final values are not the
+    # criterion.
+    memorised, reached = run["step_train_acc_99"], run["step_val_acc_99"]
+    assert memorised is not None and reached is not None and memorised <= reached <= 1000
+    assert run["max_val_acc"] > 0.99
     db = sqlite3.connect(out / "groklab.sqlite")
     curve = dict(db.execute("SELECT step, val_acc FROM curves WHERE run_id=?", (run["id"],)))
     assert sorted(curve) == list(range(10, 1001, 10))
