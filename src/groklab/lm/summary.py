@@ -17,6 +17,11 @@ from groklab.store import Store
 
 COLUMNS = ("final_train_loss", "best_val_loss", "wall_s", "train_tokens_per_s",
            "gen_tokens_per_s")
+HEADERS = {"final_train_loss": "final train loss", "best_val_loss": "best val loss",
+           "wall_s": "train time (s)", "train_tokens_per_s": "train tokens/s",
+           "gen_tokens_per_s": "generated tokens/s"}
+DIGITS = {"final_train_loss": 3, "best_val_loss": 3, "wall_s": 0, "train_tokens_per_s": 0,
+          "gen_tokens_per_s": 0}
 
 
 def lm_runs(path: str | Path) -> pd.DataFrame:
@@ -54,15 +59,12 @@ def lm_summary(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def format_summary(summary: pd.DataFrame) -> str:
-    """The summary as a Markdown table, ``mean ± stderr``."""
-    head = ["configuration", "seeds", "final train loss", "best val loss", "train time (s)",
-            "train tokens/s", "generated tokens/s"]
-    fmt = {"final_train_loss": "{:.3f}", "best_val_loss": "{:.3f}", "wall_s": "{:.0f}",
-           "train_tokens_per_s": "{:.0f}", "gen_tokens_per_s": "{:.0f}"}
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for _, r in summary.iterrows():
-        cells = [str(r["label"]), str(r["seeds"])]
-        cells += [f"{fmt[c].format(r[c])} ± {fmt[c].format(r[c + '_se'])}" for c in COLUMNS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """``lm_summary``'s numbers as ``mean ± stderr`` cells under readable headers, one row
+    per configuration, with the number of seeds first."""
+    table = pd.DataFrame({HEADERS[c]: [f"{m:.{DIGITS[c]}f} ± {s:.{DIGITS[c]}f}" for m, s in
+                                       zip(summary[c], summary[c + "_se"], strict=True)]
+                          for c in COLUMNS}, index=summary["label"])
+    table.insert(0, "seeds", summary["seeds"].to_numpy())
+    table.index.name = "configuration"
+    return table

@@ -11,18 +11,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
-
-from groklab.lm.summary import COLUMNS, lm_runs, lm_summary
+from groklab.lm.summary import lm_runs, lm_summary, summary_table
 from groklab.report.data import StudyData
 from groklab.report.document import Block, Code, Figure, Heading, Paragraph, Table
 
 SAMPLE_CHARS = 300
-HEADERS = {"final_train_loss": "final train loss", "best_val_loss": "best val loss",
-           "wall_s": "train time (s)", "train_tokens_per_s": "train tokens/s",
-           "gen_tokens_per_s": "generated tokens/s"}
-DIGITS = {"final_train_loss": 3, "best_val_loss": 3, "wall_s": 0, "train_tokens_per_s": 0,
-          "gen_tokens_per_s": 0}
 
 
 def is_language_model_study(study: StudyData) -> bool:
@@ -36,12 +29,7 @@ def lm_section(study: StudyData, root: Path, prefix: Path) -> tuple[list[Block],
     runs = runs[runs["id"].isin(configs)].assign(label=lambda d: d["id"].map(configs))
     if runs.empty:
         return [Paragraph("No finished runs yet.")], []
-    summary = lm_summary(runs)
-    table = pd.DataFrame({HEADERS[c]: [f"{m:.{DIGITS[c]}f} ± {s:.{DIGITS[c]}f}" for m, s in
-                                       zip(summary[c], summary[c + "_se"], strict=True)]
-                          for c in COLUMNS}, index=summary["label"])
-    table.insert(0, "seeds", summary["seeds"].to_numpy())
-    table.index.name = "configuration"
+    table = summary_table(lm_summary(runs))
     note = ("Train loss: the last evaluation's, on the evaluation batches of the training "
             "split in eval mode. Runs of one cohort share their wall time, so train tokens/s "
             "is each run's share of the cohort's throughput. Generation: temperature 0.8, "
