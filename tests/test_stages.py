@@ -2,11 +2,15 @@
 first, the curriculum preset, and the report's curriculum figure and table."""
 
 import re
+from pathlib import Path
+from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 
 import groklab as gl
-from groklab.studies import StudyError, load_toml, preset
+from groklab.report.curriculum import last_stage_table
+from groklab.studies import StudyError, get_study, load_toml, preset
 from groklab.weights import load_weights
 
 TINY = """
@@ -91,13 +95,8 @@ def test_curriculum_preset():
     assert len(scratch) == 3 and all(s.operands == 3 and s.init_from is None for s in scratch)
 
 
-
 def test_the_cpu_sized_curriculum_example():
     """docs/examples/curriculum-sum-p23.toml (the README's curriculum figure) stays valid."""
-    from pathlib import Path
-
-    from groklab.studies import get_study
-
     path = Path(__file__).parents[1] / "docs" / "examples" / "curriculum-sum-p23.toml"
     runs = get_study(path).expand()
     assert len(runs) == 21 and {r.spec.p for r in runs} == {23}
@@ -107,6 +106,7 @@ def test_the_cpu_sized_curriculum_example():
     assert all(c.init_from in parents for c in children)
     carried = {c.init_optimizer for c in children if c.operands == 3}
     assert carried == {"fresh", "carried"}
+
 
 def test_curriculum_study_trains_parents_first_and_reports_stages(tmp_path):
     study = load_toml(TINY, "tiny")
@@ -133,12 +133,6 @@ def test_curriculum_study_trains_parents_first_and_reports_stages(tmp_path):
 
 
 def test_last_stage_table_counts_steps_in_whole_steps():
-    from types import SimpleNamespace
-
-    import pandas as pd
-
-    from groklab.report.curriculum import last_stage_table
-
     curve = {"a": [0.5, 0.995, 1.0], "b": [0.2, 0.6, 0.992], "c": [0.1, 0.2, 0.3]}
     study = SimpleNamespace(
         finished=pd.DataFrame({"id": ["a", "b", "c"], "config": ["cur", "cur", "scratch"]}),
