@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from groklab.engine import CohortState, run_specs, train_cohort
-from groklab.optim import ParamLayout, build_optimizer
+from groklab.models.layout import ParamLayout
+from groklab.optim import build_optimizer
 from groklab.spec import RunSpec
-from groklab.weights import load_optimizer, load_weights, optimizer_path
+from groklab.store.weights import load_optimizer, load_weights, optimizer_path
 
 TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=12, batch_size=16,
             eval_every=4, warmup=0, weight_decay=0.1)

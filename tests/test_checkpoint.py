@@ -15,7 +15,7 @@ from groklab.engine import train_cohort
 from groklab.engine.checkpoint import Checkpointer, checkpoint_path
 from groklab.engine.state import CohortState, HookResult
 from groklab.spec import RunSpec
-from groklab.weights import load_weights
+from groklab.store.weights import load_weights
 
 TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=40, batch_size=16,
             eval_every=3, warmup=2, grad_filter="ema", dropout=0.1)

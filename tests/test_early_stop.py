@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from groklab.engine import CohortState, run_specs, train_cohort
+from groklab.records import final_metrics
 from groklab.spec import RunSpec
-from groklab.store import Store, final_metrics
+from groklab.store import Store
 
 TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=40, batch_size=16,
             eval_every=4, warmup=2, lr=(3e-3, 3e-3, 3e-3))

@@ -5,8 +5,9 @@ import torch
 
 from groklab.engine.params import FlatParams
 from groklab.models import Transformer
-from groklab.optim import ParamLayout, assign_groups, build_optimizer
-from groklab.optim.groups import GROUPS, LR_CONFIGS, parse_lr
+from groklab.models.layout import ParamLayout, assign_groups
+from groklab.optim import build_optimizer
+from groklab.rates import GROUPS, LR_CONFIGS, parse_lr
 from groklab.spec import RunSpec
 
 MODEL = Transformer(vocab_size=9, n_classes=7, seq_len=4, n_layers=2, d_model=16, n_heads=2,

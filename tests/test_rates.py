@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from groklab.models import Transformer
-from groklab.optim import ParamLayout, RatePolicy
+from groklab.models.layout import ParamLayout
+from groklab.optim import RatePolicy
 from groklab.optim.rates import depth_multiplier
 from groklab.spec import RunSpec
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 import groklab as gl
 from groklab.engine import runner
-from groklab.engine.records import EvalRow
+from groklab.records import EvalRow
 from groklab.report import load_studies, write_report
 from groklab.report.tables import METRICS
 from groklab.spec import RunSpec

@@ -10,8 +10,8 @@ import pytest
 
 import groklab as gl
 from groklab.report.curriculum import last_stage_table
+from groklab.store.weights import load_weights
 from groklab.studies import StudyError, get_study, load_toml, preset
-from groklab.weights import load_weights
 
 TINY = """
 name = "cur"

@@ -14,17 +14,15 @@ from pathlib import Path
 
 import pytest
 
-import groklab.store as store_mod
-from groklab.engine.records import EvalRow
+import groklab.store.migrations as store_mod
+from groklab.records import FINAL_METRICS, EvalRow, final_metrics
 from groklab.spec import RunSpec
 from groklab.store import (
-    FINAL_METRICS,
     STALE_S,
     STORE_NAME,
     VERSION,
     Store,
     StoreError,
-    final_metrics,
 )
 from groklab.studies.study import load_file
 

@@ -6,7 +6,7 @@ import math
 import pandas as pd
 import pytest
 
-from groklab.engine.records import EvalRow
+from groklab.records import EvalRow
 from groklab.report import censored_note, load_studies, settings_note, summarize, wide
 from groklab.report.data import label_runs
 from groklab.spec import RunSpec

@@ -13,7 +13,7 @@ import pytest
 from optuna.trial import TrialState
 
 from groklab.cli import main
-from groklab.engine.records import EvalRow
+from groklab.records import EvalRow
 from groklab.spec import RunSpec
 from groklab.store import Store
 from groklab.tune import SpaceError, build_space, load_space

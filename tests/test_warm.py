@@ -9,7 +9,7 @@ from groklab import load_run
 from groklab.engine import CohortState, HookResult, run_specs, train_cohort
 from groklab.spec import RunSpec
 from groklab.store import Store
-from groklab.weights import load_weights, weights_path
+from groklab.store.weights import load_weights, weights_path
 
 TINY = dict(task="sum", p=7, operands=2, max_len=6, d_model=16, n_heads=2, steps=12,
             batch_size=16, eval_every=4, warmup=2)

@@ -15,7 +15,7 @@ Note: ``groklab.report`` is the function; the subpackage is reached with
 import groklab.report as _report_package  # noqa: F401  (loaded before the name is rebound)
 from groklab.api import load_run, make_specs, report, results, run, study
 from groklab.engine import run_specs, train_cohort
-from groklab.optim.groups import LR_CONFIGS
+from groklab.rates import LR_CONFIGS
 from groklab.spec import RunSpec
 from groklab.store import Store
 from groklab.studies import Study, get_study, preset_names

@@ -9,13 +9,13 @@ from typing import Any
 import pandas as pd
 
 from groklab.engine import run_specs
-from groklab.optim.groups import parse_lr
+from groklab.rates import parse_lr
 from groklab.report import ReportFiles, summary_table, write_report
 from groklab.spec import RunSpec
 from groklab.store import Store
+from groklab.store.weights import LoadedRun, load_weights
+from groklab.store.weights import load_run as _load_run
 from groklab.studies import Study, get_study, run_study
-from groklab.weights import LoadedRun, load_weights
-from groklab.weights import load_run as _load_run
 
 LrChoice = str | tuple[float, float, float] | dict[str, float]
 

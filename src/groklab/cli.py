@@ -157,7 +157,7 @@ def run(
     """Train seeds of one or more lr configurations (batched as one cohort) into OUT."""
     from groklab.api import make_specs
     from groklab.engine import run_specs
-    from groklab.spec import parse_grad_filter
+    from groklab.rates import parse_grad_filter
 
     for name, value in (("--train-fraction", train_fraction), ("--weight-decay", weight_decay),
                         ("--momentum", momentum), ("--dropout", dropout)):
@@ -238,7 +238,7 @@ def results(
 @app.command("list")
 def list_() -> None:
     """List the tasks, the named lr configurations and the built-in studies."""
-    from groklab.optim.groups import LR_CONFIGS
+    from groklab.rates import LR_CONFIGS
     from groklab.studies import preset, preset_names
     from groklab.tasks import task_names
 

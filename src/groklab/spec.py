@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from groklab.optim.groups import GROUPS, LR_CONFIGS
+from groklab.rates import FILTER_LAMB, GROUPS, LR_CONFIGS
 from groklab.tasks import build_task, task_names
 from groklab.tasks.base import task_builder
 
@@ -65,29 +65,6 @@ PER_RUN = frozenset({
 
 # Task arguments: each task takes the subset its builder names; it ignores the rest.
 TASK_FIELDS = ("p", "k", "operands", "n_examples", "corpus", "context")
-
-# Grokfast's reference amplification for each filter (docs/protocol.md §6)
-FILTER_LAMB = {"ema": 2.0, "ma": 5.0}
-
-
-def parse_grad_filter(text: str) -> dict[str, Any]:
-    """``--grad-filter`` text -> settings: ``none``, ``ema[:α[:λ]]`` or ``ma[:W[:λ]]``
-    (Grokfast's EMA momentum α and MA window W, amplification λ; docs/protocol.md §6)."""
-    kind, *args = [part.strip() for part in text.strip().split(":")]
-    usage = f"--grad-filter {text!r}: use none, ema:ALPHA:LAMBDA or ma:WINDOW:LAMBDA"
-    if kind not in ("none", "ema", "ma") or len(args) > (0 if kind == "none" else 2):
-        raise ValueError(usage)
-    out: dict[str, Any] = {"grad_filter": kind}
-    try:
-        if args:
-            out["filter_alpha" if kind == "ema" else "filter_window"] = (
-                float(args[0]) if kind == "ema" else int(args[0]))
-        if len(args) == 2:
-            out["filter_lamb"] = float(args[1])
-    except ValueError:
-        raise ValueError(usage) from None
-    return out
-
 
 class RunSpec(BaseModel):
     """One training run. Defaults are the reference settings of docs/protocol.md §2–§5."""
@@ -269,6 +246,12 @@ class RunSpec(BaseModel):
     # -- identity ---------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
         """The settings that determine the result, normalised (see the module docstring)."""
+        return dict(self._identity)
+
+    @functools.cached_property
+    def _identity(self) -> dict[str, Any]:
+        """``identity``, computed once per spec (a spec is frozen; the text task's corpus is
+        hashed once)."""
         fields = type(self).model_fields
         d = self.model_dump(mode="json", exclude={"lr_name"})
         if self.grad_filter != "none":
@@ -289,21 +272,31 @@ class RunSpec(BaseModel):
             d.pop("semantics", None)
         return d
 
-    @property
+    @functools.cached_property
     def run_id(self) -> str:
-        return identity_hash(self.identity())
+        """The run's id in the store: the hash of its identity."""
+        return identity_hash(self._identity)
+
+    @functools.cached_property
+    def _cohort_key(self) -> str:
+        ident = self._identity
+        return json.dumps({k: v for k, v in ident.items() if k not in PER_RUN}, sort_keys=True)
 
     def cohort_key(self) -> str:
         """Runs with equal keys share data shapes, model shape and optimiser family and can
         train as one cohort: the identity without the ``PER_RUN`` fields."""
-        ident = self.identity()
-        return json.dumps({k: v for k, v in ident.items() if k not in PER_RUN}, sort_keys=True)
+        return self._cohort_key
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None,
+                   deep: bool = False) -> RunSpec:
+        """A validated copy with ``update`` applied (never carries the cached identity)."""
+        return type(self)(**(self.model_dump() | dict(update or {})))
 
     def settings_key(self) -> str:
         """The identity without the seed: runs with equal keys are seeds of one configuration.
         ``init_from`` is left out too: each seed of a curriculum continues its own parent (the
         parent's settings key carries the difference; reports tell curricula by label)."""
-        ident = {k: v for k, v in self.identity().items() if k not in ("seed", "init_from")}
+        ident = {k: v for k, v in self._identity.items() if k not in ("seed", "init_from")}
         return json.dumps(ident, sort_keys=True)
 
     @property

@@ -1,9 +1,9 @@
 """Training: a cohort of runs as one batched computation, and the runner that feeds the store."""
 
 from groklab.engine.cohort import train_cohort
-from groklab.engine.records import EvalRow
 from groklab.engine.runner import default_device, run_specs
 from groklab.engine.state import CohortState, HookResult, stop_when
+from groklab.records import EvalRow
 
 __all__ = ["CohortState", "EvalRow", "HookResult", "train_cohort", "default_device",
            "run_specs", "stop_when"]

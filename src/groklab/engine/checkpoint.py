@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from groklab.engine.records import EvalRow
+from groklab.records import EvalRow
 
 CHECKPOINT_DIR = "checkpoints"
 MAGIC = b"groklab-checkpoint 1\n"

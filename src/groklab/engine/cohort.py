@@ -14,9 +14,9 @@ import torch
 from tqdm.auto import tqdm
 
 from groklab.engine.checkpoint import Checkpointer, decode_curves, deferred_interrupt
-from groklab.engine.records import EvalRow
 from groklab.engine.sampler import SAMPLE_CHUNK, run_generators
 from groklab.engine.state import CohortState, Hook, HookResult, stop_when
+from groklab.records import EvalRow
 from groklab.spec import RunSpec
 
 # (step, rows) with rows[i] the evaluation of specs[i], or None for a retired run

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import torch
 
-from groklab.engine.records import EvalRow
+from groklab.records import EvalRow
 from groklab.spec import RunSpec
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def record_cohort(store: Store, cohort: Sequence[RunSpec], curves: Sequence[list
     in-process runner does; a language model's sample is generated here, on ``device``);
     returns the ids finished."""
     from groklab.lm.outputs import record_samples
-    from groklab.weights import save_weights
+    from groklab.store.weights import save_weights
 
     for spec, p in zip(cohort, params, strict=True):
         save_weights(store.root, spec.run_id, p, spec.model_dump(mode="json"))

@@ -31,13 +31,6 @@ class FlatParams:
             start = stop
         return cls(flat, views, offsets)
 
-    def per_column(self, values: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Expand a per-parameter ``[R]`` value to the buffer's ``[R, N]`` layout."""
-        out = torch.empty_like(self.flat)
-        for n, (a, b) in self.offsets.items():
-            out[:, a:b] = values[n].to(out).view(-1, 1)
-        return out
-
     def flatten_grads(self, grads: Sequence[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
         """Write per-view gradients into ``out`` (``[R, N]``, same layout as ``flat``)."""
         R = self.flat.shape[0]

@@ -21,9 +21,9 @@ from groklab.engine.checkpoint import (
 )
 from groklab.engine.cohort import train_cohort
 from groklab.engine.executor import Executor
-from groklab.engine.records import EvalRow
 from groklab.engine.state import Hook
 from groklab.lm.outputs import is_language_model, record_samples
+from groklab.records import EvalRow
 from groklab.spec import RunSpec
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ def run_specs(
     this process.
     """
     from groklab.store import Store  # the store reads EvalRow from the engine
-    from groklab.weights import has_weights
+    from groklab.store.weights import has_weights
 
     device = device or default_device()
     root = Path(out)
@@ -164,7 +164,7 @@ def _train_claimed(store: Store, cohort: list[RunSpec], device: str, bar: tqdm, 
     good one, flush live rows now and then, save every run's final weights (and the final
     optimiser state of runs in ``keep``: parents whose children carry it), then mark the runs
     finished and drop the checkpoint."""
-    from groklab.weights import load_optimizer, load_weights, optimizer_path, save_weights
+    from groklab.store.weights import load_optimizer, load_weights, optimizer_path, save_weights
 
     root = store.root
     ids = [s.run_id for s in cohort]

@@ -25,11 +25,12 @@ from groklab.engine.embedding import diagnostics_hook, embedding_monitor
 from groklab.engine.host import keep_freed_memory
 from groklab.engine.objective import Objective, objective_for
 from groklab.engine.params import FlatParams
-from groklab.engine.records import EvalRow
 from groklab.engine.sampler import noise_seed, run_generators
 from groklab.engine.tables import cohort_tables
 from groklab.models import CohortModel, RunRandom, build_model
-from groklab.optim import ParamLayout, build_optimizer
+from groklab.models.layout import ParamLayout
+from groklab.optim import build_optimizer
+from groklab.records import EvalRow
 from groklab.spec import RunSpec
 from groklab.tasks import TaskData
 

@@ -92,7 +92,7 @@ class RayExecutor:
               compile: bool, hooks: Sequence[Hook], on_done: Callable[[int], None],
               keep_optimizer: Set[str] = frozenset()) -> int:
         """Claim, submit and record ``cohorts``; returns the runs trained."""
-        from groklab.weights import load_optimizer, load_weights, optimizer_path
+        from groklab.store.weights import load_optimizer, load_weights, optimizer_path
 
         ray, task = self.ray, self._connect()
         device = self.device

@@ -109,7 +109,7 @@ def sample_command(
     from groklab.cli import check_device, fail
     from groklab.lm.outputs import gpt_for, sample
     from groklab.store import Store
-    from groklab.weights import has_weights, load_weights
+    from groklab.store.weights import has_weights, load_weights
 
     if tokens < 1:
         fail(f"--tokens must be at least 1, got {tokens}")

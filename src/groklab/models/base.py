@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import torch
 
-if TYPE_CHECKING:
-    from groklab.optim.layout import ParamInfo
+from groklab.models.layout import ParamInfo
 
 # (regex over parameter names, group name) pairs; the first match wins.
 GroupRules = tuple[tuple[str, str], ...]
@@ -73,8 +72,6 @@ def layered_param_info(shapes: dict[str, tuple[int, ...]], n_layers: int
                        ) -> dict[str, ParamInfo]:
     """Kinds and depths for a model of ``tok_emb`` (depth -1), ``layers.{i}.*`` (depth i) and
     a head (depth ``n_layers``): leaves named ``weight*`` are matrices, the rest biases."""
-    from groklab.optim.layout import ParamInfo
-
     out = {}
     for name, shape in shapes.items():
         if name == "tok_emb":

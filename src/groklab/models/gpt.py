@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from groklab.models.base import GroupRules, RunRandom, check_heads, dropout
+from groklab.models.layout import ParamInfo
 from groklab.models.stacked import embed, linear
-from groklab.optim.layout import ParamInfo
 
 INIT_STD = 0.02
 

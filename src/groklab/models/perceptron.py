@@ -25,8 +25,8 @@ from groklab.models.base import (
     layered_groups,
     layered_param_info,
 )
+from groklab.models.layout import ParamInfo
 from groklab.models.stacked import embed, linear, uniform_
-from groklab.optim.layout import ParamInfo
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
 

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 
 from groklab.models.base import GroupRules, RunRandom, check_heads, dropout
+from groklab.models.layout import ParamInfo
 from groklab.models.stacked import embed, layer_norm, linear, uniform_
-from groklab.optim.layout import ParamInfo
 
 Drop = Callable[[torch.Tensor], torch.Tensor]
 

@@ -1,10 +1,8 @@
-"""Optimisers over a cohort's flat parameter buffer: layout, rate policies, transform chains."""
+"""Optimisers over a cohort's flat parameter buffer: rate policies, transforms and named chains
+(the parameter layout they read is ``groklab.models.layout``)."""
 
 from groklab.optim.batched import build_optimizer
-from groklab.optim.groups import GROUPS, LR_CONFIGS, parse_lr
-from groklab.optim.layout import ParamInfo, ParamLayout, assign_groups
 from groklab.optim.rates import RatePolicy
 from groklab.optim.transforms import Chain
 
-__all__ = ["Chain", "GROUPS", "LR_CONFIGS", "ParamInfo", "ParamLayout", "RatePolicy",
-           "assign_groups", "build_optimizer", "parse_lr"]
+__all__ = ["Chain", "RatePolicy", "build_optimizer"]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from groklab.optim.layout import KINDS, ParamLayout
+from groklab.models.layout import KINDS, ParamLayout
 from groklab.optim.rates import RatePolicy
 from groklab.optim.transforms import (
     AddDecayedWeights,

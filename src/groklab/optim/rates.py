@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from groklab.optim.layout import ParamLayout
+from groklab.models.layout import ParamLayout
 
 if TYPE_CHECKING:
     from groklab.spec import RunSpec

@@ -44,7 +44,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from groklab.optim.groups import parse_lr
+from groklab.rates import parse_lr
 from groklab.spec import RunSpec
 from groklab.studies.stages import stage_runs, stage_sections, stages_of
 from groklab.tasks import task_names

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from groklab.store import FINAL_METRICS, Store
+from groklab.records import FINAL_METRICS
+from groklab.store import Store
 
 DEFAULT_METRIC = "steps_to_99"
 STEP_METRICS = ("step_val_acc_99", "step_train_acc_99", "grokking_delay")

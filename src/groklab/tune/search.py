@@ -20,9 +20,6 @@ asked but not yet claimed when the process died is taken over too).
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import socket
 import time
 import warnings
 from collections.abc import Sequence
@@ -30,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from groklab.claims import new_owner, process_alive, same_process
 from groklab.integrations import require
 from groklab.spec import RunSpec
-from groklab.store import Store, _process_alive
+from groklab.store import Store
 from groklab.tune.objective import DEFAULT_METRIC, default_direction, outcome
 from groklab.tune.space import Space
 
@@ -124,8 +122,7 @@ class Owner:
     """This invocation's owner token and the trials it may take over."""
 
     def __init__(self, out: str | Path):
-        self.host, self.pid = socket.gethostname(), os.getpid()
-        self.token = f"{self.host}:{self.pid}:{secrets.token_hex(4)}"
+        self.token = new_owner()
         self.store = str(Path(out).resolve())
 
     def claim(self, trial: Any) -> None:
@@ -136,13 +133,11 @@ class Owner:
         """Whether the process behind ``token`` may still be working on its trials."""
         if not token:
             return False
-        host, _, rest = token.partition(":")
-        pid = rest.partition(":")[0]
         if token == self.token:
             return True
-        if host == self.host and pid == str(self.pid):
+        if same_process(token):
             return False  # an earlier invocation in this very process
-        return _process_alive(token)
+        return process_alive(token)
 
     def orphans(self, study: Any) -> list[Any]:
         """Running trials of this store whose owner is gone (they are ours to finish), and

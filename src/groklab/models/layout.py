@@ -70,10 +70,6 @@ class ParamLayout:
     def n_columns(self) -> int:
         return max(b for _, b in self.offsets.values()) if self.offsets else 0
 
-    def group_names(self) -> list[str]:
-        """The groups in order of first appearance."""
-        return list(dict.fromkeys(self.groups.values()))
-
     def block_of(self, name: str) -> int:
         """The block whose depth-decayed rate a parameter takes: embeddings take block 0,
         the final norm and head the deepest block."""

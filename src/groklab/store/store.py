@@ -30,215 +30,21 @@ once its owner is stale or dead.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import socket
 import sqlite3
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from groklab.engine.records import EvalRow
-from groklab.spec import RunSpec, stored_spec
+from groklab.claims import new_owner, process_alive
+from groklab.records import FINAL_METRICS, EvalRow, final_metrics
+from groklab.spec import RunSpec
+from groklab.store.migrations import MIGRATIONS, SCHEMA, VERSION, StoreError
 
 STORE_NAME = "groklab.sqlite"
-FINAL_METRICS = ("final_train_loss", "final_train_acc", "final_val_loss", "final_val_acc",
-                 "step_val_acc_99", "max_val_acc", "step_train_acc_99", "grokking_delay")
 STALE_S = 600.0  # a running run whose owner has not written for this long may be claimed
-
-# The current schema (version len(MIGRATIONS)); a migrated store must end up identical.
-_SCHEMA = """
-CREATE TABLE runs (
-    id TEXT PRIMARY KEY,
-    spec TEXT NOT NULL,
-    label TEXT NOT NULL,
-    status TEXT NOT NULL,              -- 'running' or 'finished'
-    device TEXT,
-    started REAL,
-    finished REAL,
-    wall_s REAL,
-    final_train_loss REAL, final_train_acc REAL, final_val_loss REAL, final_val_acc REAL,
-    step_val_acc_99 INTEGER,
-    semantics INTEGER,                 -- the spec's semantics version
-    owner TEXT,                        -- host:pid:token of the Store training it
-    heartbeat REAL,                    -- the owner's last write (time.time())
-    max_val_acc REAL,                  -- the best validation accuracy evaluated
-    step_train_acc_99 INTEGER,         -- memorisation: first step with train acc > 0.99
-    grokking_delay INTEGER             -- step_val_acc_99 - step_train_acc_99
-);
-CREATE TABLE curves (
-    run_id TEXT NOT NULL REFERENCES runs(id),
-    step INTEGER NOT NULL,
-    train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL,
-    PRIMARY KEY (run_id, step)
-);
-CREATE TABLE metrics (
-    run_id TEXT NOT NULL,
-    step INTEGER NOT NULL,
-    name TEXT NOT NULL,
-    value REAL,
-    PRIMARY KEY (run_id, step, name)
-);
-CREATE TABLE studies (
-    name TEXT PRIMARY KEY,
-    definition TEXT NOT NULL,          -- JSON: settings, grid, variants, seeds, overrides
-    environment TEXT NOT NULL,         -- JSON: device, software versions of the last invocation
-    wall_s REAL NOT NULL DEFAULT 0,    -- summed over invocations (a resumed study adds up)
-    created REAL,
-    updated REAL
-);
-CREATE TABLE study_runs (
-    study TEXT NOT NULL REFERENCES studies(name),
-    pos INTEGER NOT NULL,              -- the run's place in the study's expansion order
-    run_id TEXT NOT NULL,
-    label TEXT NOT NULL,               -- the configuration, as the report's columns show it
-    PRIMARY KEY (study, run_id)
-);
-CREATE TABLE texts (
-    run_id TEXT NOT NULL,
-    name TEXT NOT NULL,                -- e.g. 'sample': text a language model generated
-    value TEXT NOT NULL,
-    PRIMARY KEY (run_id, name)
-);
-CREATE TABLE id_migrations (
-    old_id TEXT PRIMARY KEY,
-    new_id TEXT,
-    version INTEGER                    -- the schema version whose migration mapped it
-);
-"""
-
-
-class StoreError(RuntimeError):
-    """A store this code cannot open or migrate."""
-
-
-def final_metrics(curve: Sequence[EvalRow], threshold: float = 0.99) -> dict[str, Any]:
-    """A run's summary metrics (docs/protocol.md §4): final train/val loss and accuracy (the
-    curve's last row: a run retired early has a shorter curve); the first evaluated step with
-    val acc > 0.99 (generalisation) and with train acc > 0.99 (memorisation; train accuracy is
-    the mean over the batches since the previous evaluation); the grokking delay between the
-    two (None unless both were reached); the best validation accuracy evaluated."""
-    if not curve:
-        return dict.fromkeys(FINAL_METRICS)
-    last = curve[-1]
-    reached = next((r.step for r in curve if r.val_acc > threshold), None)
-    memorised = next((r.step for r in curve if r.train_acc > threshold), None)
-    delay = reached - memorised if reached is not None and memorised is not None else None
-    return {"final_train_loss": last.train_loss, "final_train_acc": last.train_acc,
-            "final_val_loss": last.val_loss, "final_val_acc": last.val_acc,
-            "step_val_acc_99": reached, "max_val_acc": max(r.val_acc for r in curve),
-            "step_train_acc_99": memorised, "grokking_delay": delay}
-
-
-# -- migrations: MIGRATIONS[n] takes a version-n store to n + 1 inside the open transaction --
-def _migrate_0_to_1(db: sqlite3.Connection) -> None:
-    """groklab 0.1 -> 1: claim columns, the ``metrics`` and ``id_migrations`` tables, and
-    every run re-identified under the new identity rules as semantics version 1."""
-    for column in ("semantics INTEGER", "owner TEXT", "heartbeat REAL"):
-        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
-    db.execute("CREATE TABLE metrics (run_id TEXT NOT NULL, step INTEGER NOT NULL, "
-               "name TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, step, name))")
-    db.execute("CREATE TABLE id_migrations (old_id TEXT PRIMARY KEY, new_id TEXT, "
-               "version INTEGER)")
-    _reidentify(db, semantics=1, version=1)
-
-
-def _reidentify(db: sqlite3.Connection, semantics: int, version: int) -> None:
-    """Give every run the id its spec has with ``semantics`` added, recording old -> new.
-
-    The new rules normalise settings a run ignores, so several old runs can become one: the
-    finished one is kept (of several, the one finished last); the others' rows are dropped and
-    their study memberships point at the kept run.
-    """
-    groups: dict[str, list[tuple[sqlite3.Row, dict[str, Any]]]] = defaultdict(list)
-    for row in db.execute("SELECT id, spec, status, started, finished FROM runs").fetchall():
-        spec = {**json.loads(row["spec"]), "semantics": semantics}
-        try:
-            new_id = stored_spec(spec).run_id
-        except ValidationError as e:
-            raise StoreError(f"run {row['id']} cannot be migrated: its spec is invalid under "
-                             f"this groklab: {e}") from None
-        groups[new_id].append((row, spec))
-    db.executemany("INSERT INTO id_migrations VALUES (?, ?, ?)",
-                   [(row["id"], new_id, version)
-                    for new_id, members in groups.items() for row, _ in members])
-    for new_id, members in groups.items():
-        members.sort(key=lambda m: (m[0]["status"] == "finished", m[0]["finished"] or 0.0,
-                                    m[0]["started"] or 0.0), reverse=True)
-        (kept, spec), dropped = members[0], [row["id"] for row, _ in members[1:]]
-        for old in dropped:
-            db.execute("DELETE FROM curves WHERE run_id=?", (old,))
-            db.execute("DELETE FROM runs WHERE id=?", (old,))
-        _merge_memberships(db, new_id, [kept["id"], *dropped])
-        db.execute("UPDATE runs SET id=?, spec=?, semantics=? WHERE id=?",
-                   (new_id, json.dumps(spec), semantics, kept["id"]))
-        db.execute("UPDATE curves SET run_id=? WHERE run_id=?", (new_id, kept["id"]))
-
-
-def _merge_memberships(db: sqlite3.Connection, new_id: str, old_ids: list[str]) -> None:
-    """Point study memberships of ``old_ids`` (kept run first) at ``new_id``, one per study:
-    the kept run's own membership if it has one, else the first dropped run's."""
-    if old_ids == [new_id]:
-        return
-    ids = list(dict.fromkeys([*old_ids, new_id]))
-    rank = {rid: i for i, rid in enumerate(ids)}
-    marks = ", ".join("?" * len(ids))
-    rows = db.execute(f"SELECT study, pos, run_id, label FROM study_runs "
-                      f"WHERE run_id IN ({marks})", ids).fetchall()
-    keep: dict[str, tuple[int, str]] = {}
-    for r in sorted(rows, key=lambda r: rank[r["run_id"]]):
-        keep.setdefault(r["study"], (r["pos"], r["label"]))
-    db.execute(f"DELETE FROM study_runs WHERE run_id IN ({marks})", ids)
-    db.executemany("INSERT INTO study_runs VALUES (?, ?, ?, ?)",
-                   [(study, pos, new_id, label) for study, (pos, label) in keep.items()])
-
-
-def _migrate_1_to_2(db: sqlite3.Connection) -> None:
-    """1 -> 2: the summary columns ``max_val_acc``, ``step_train_acc_99`` and
-    ``grokking_delay``, filled in for finished runs from their stored curves."""
-    for column in ("max_val_acc REAL", "step_train_acc_99 INTEGER", "grokking_delay INTEGER"):
-        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
-    db.execute("""
-        UPDATE runs SET
-            max_val_acc = (SELECT MAX(val_acc) FROM curves WHERE run_id = runs.id),
-            step_train_acc_99 = (SELECT MIN(step) FROM curves
-                                 WHERE run_id = runs.id AND train_acc > 0.99)
-        WHERE status = 'finished'""")
-    db.execute("UPDATE runs SET grokking_delay = step_val_acc_99 - step_train_acc_99 "
-               "WHERE status = 'finished'")
-
-
-def _migrate_2_to_3(db: sqlite3.Connection) -> None:
-    """2 -> 3: the ``texts`` table (named text outputs of a run: a language model's sample)."""
-    db.execute("CREATE TABLE texts (run_id TEXT NOT NULL, name TEXT NOT NULL, "
-               "value TEXT NOT NULL, PRIMARY KEY (run_id, name))")
-
-
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2,
-                                                          _migrate_2_to_3]
-VERSION = len(MIGRATIONS)
-
-
-def _process_alive(owner: str) -> bool:
-    """Whether the process of owner token ``host:pid:token`` may be alive (always, when it is
-    on another host: only its heartbeat can tell)."""
-    host, _, rest = owner.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit() or os.name == "nt":
-        return True
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, another user's
-        return True
-    return True
-
 
 class Store:
     """A run store in folder ``root`` (created on first write, never on read); opening it
@@ -251,7 +57,7 @@ class Store:
             raise FileNotFoundError(f"no groklab store in {self.root} (expected {self.path})")
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
-        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.owner = new_owner()
         self._claimed = False
         # autocommit mode: every write is an explicit BEGIN IMMEDIATE ... COMMIT (see _tx)
         self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -268,7 +74,7 @@ class Store:
             with self._tx():
                 version = self._version()  # another process may have migrated meanwhile
                 if version == 0 and not self._has_tables():
-                    for statement in _SCHEMA.split(";"):
+                    for statement in SCHEMA.split(";"):
                         if statement.strip():
                             self.db.execute(statement)
                 else:
@@ -408,7 +214,7 @@ class Store:
         owner, beat = row["owner"], row["heartbeat"]
         if row["status"] != "running" or owner is None or owner == self.owner:
             return False
-        return beat is not None and now - beat < STALE_S and _process_alive(owner)
+        return beat is not None and now - beat < STALE_S and process_alive(owner)
 
     def _owned(self, run_ids: Iterable[str]) -> list[str]:
         """The running runs among ``run_ids`` this instance owns, heartbeat refreshed."""

@@ -1,13 +1,16 @@
-"""Layer-wise learning rates (docs/protocol.md §5): the named configurations and ``--lr`` text.
+"""Named rate configurations and the text forms of rate and filter settings (a leaf module).
+
+Layer-wise learning rates (docs/protocol.md §5): the named configurations and ``--lr`` text;
+Grokfast filters (§6): ``--grad-filter`` text.
 
 A configuration is a rate per group of the default grouping (embedding, lower, higher); a
 user's own grouping rules (regex → group) may name any groups (``RunSpec.group_rules`` with
-``lr`` as a table of rates per group); ``optim.layout.assign_groups`` applies the rules.
+``lr`` as a table of rates per group); ``models.layout.assign_groups`` applies the rules.
 """
 
 from __future__ import annotations
 
-from groklab.optim.layout import assign_groups
+from typing import Any
 
 GROUPS = ("embedding", "lower", "higher")
 
@@ -48,4 +51,27 @@ def parse_lr(text: str) -> tuple[str | None, tuple[float, float, float]]:
     return None, (rates[0], rates[1], rates[2])
 
 
-__all__ = ["GROUPS", "LR_CONFIGS", "assign_groups", "parse_lr"]
+# Grokfast's reference amplification for each filter (docs/protocol.md §6)
+FILTER_LAMB = {"ema": 2.0, "ma": 5.0}
+
+
+def parse_grad_filter(text: str) -> dict[str, Any]:
+    """``--grad-filter`` text -> settings: ``none``, ``ema[:α[:λ]]`` or ``ma[:W[:λ]]``
+    (Grokfast's EMA momentum α and MA window W, amplification λ; docs/protocol.md §6)."""
+    kind, *args = [part.strip() for part in text.strip().split(":")]
+    usage = f"--grad-filter {text!r}: use none, ema:ALPHA:LAMBDA or ma:WINDOW:LAMBDA"
+    if kind not in ("none", "ema", "ma") or len(args) > (0 if kind == "none" else 2):
+        raise ValueError(usage)
+    out: dict[str, Any] = {"grad_filter": kind}
+    try:
+        if args:
+            out["filter_alpha" if kind == "ema" else "filter_window"] = (
+                float(args[0]) if kind == "ema" else int(args[0]))
+        if len(args) == 2:
+            out["filter_lamb"] = float(args[1])
+    except ValueError:
+        raise ValueError(usage) from None
+    return out
+
+
+__all__ = ["FILTER_LAMB", "GROUPS", "LR_CONFIGS", "parse_grad_filter", "parse_lr"]

@@ -1,0 +1,174 @@
+"""The store's schema and its migrations (docs/design.md, decision 6).
+
+The schema version is SQLite's ``PRAGMA user_version``: 0 is the store groklab 0.1 wrote,
+``VERSION`` the current one. ``MIGRATIONS[n]`` takes a version-n store to n + 1 inside the
+transaction that opened it, so a new version appends one function; ``SCHEMA`` is what a fresh
+store is created with, and a migrated store must end up identical to it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from groklab.spec import stored_spec
+
+# The current schema (version len(MIGRATIONS)); a migrated store must end up identical.
+SCHEMA = """
+CREATE TABLE runs (
+    id TEXT PRIMARY KEY,
+    spec TEXT NOT NULL,
+    label TEXT NOT NULL,
+    status TEXT NOT NULL,              -- 'running' or 'finished'
+    device TEXT,
+    started REAL,
+    finished REAL,
+    wall_s REAL,
+    final_train_loss REAL, final_train_acc REAL, final_val_loss REAL, final_val_acc REAL,
+    step_val_acc_99 INTEGER,
+    semantics INTEGER,                 -- the spec's semantics version
+    owner TEXT,                        -- host:pid:token of the Store training it
+    heartbeat REAL,                    -- the owner's last write (time.time())
+    max_val_acc REAL,                  -- the best validation accuracy evaluated
+    step_train_acc_99 INTEGER,         -- memorisation: first step with train acc > 0.99
+    grokking_delay INTEGER             -- step_val_acc_99 - step_train_acc_99
+);
+CREATE TABLE curves (
+    run_id TEXT NOT NULL REFERENCES runs(id),
+    step INTEGER NOT NULL,
+    train_loss REAL, train_acc REAL, val_loss REAL, val_acc REAL,
+    PRIMARY KEY (run_id, step)
+);
+CREATE TABLE metrics (
+    run_id TEXT NOT NULL,
+    step INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL,
+    PRIMARY KEY (run_id, step, name)
+);
+CREATE TABLE studies (
+    name TEXT PRIMARY KEY,
+    definition TEXT NOT NULL,          -- JSON: settings, grid, variants, seeds, overrides
+    environment TEXT NOT NULL,         -- JSON: device, software versions of the last invocation
+    wall_s REAL NOT NULL DEFAULT 0,    -- summed over invocations (a resumed study adds up)
+    created REAL,
+    updated REAL
+);
+CREATE TABLE study_runs (
+    study TEXT NOT NULL REFERENCES studies(name),
+    pos INTEGER NOT NULL,              -- the run's place in the study's expansion order
+    run_id TEXT NOT NULL,
+    label TEXT NOT NULL,               -- the configuration, as the report's columns show it
+    PRIMARY KEY (study, run_id)
+);
+CREATE TABLE texts (
+    run_id TEXT NOT NULL,
+    name TEXT NOT NULL,                -- e.g. 'sample': text a language model generated
+    value TEXT NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE id_migrations (
+    old_id TEXT PRIMARY KEY,
+    new_id TEXT,
+    version INTEGER                    -- the schema version whose migration mapped it
+);
+"""
+
+
+class StoreError(RuntimeError):
+    """A store this code cannot open or migrate."""
+
+
+
+
+def _migrate_0_to_1(db: sqlite3.Connection) -> None:
+    """groklab 0.1 -> 1: claim columns, the ``metrics`` and ``id_migrations`` tables, and
+    every run re-identified under the new identity rules as semantics version 1."""
+    for column in ("semantics INTEGER", "owner TEXT", "heartbeat REAL"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    db.execute("CREATE TABLE metrics (run_id TEXT NOT NULL, step INTEGER NOT NULL, "
+               "name TEXT NOT NULL, value REAL, PRIMARY KEY (run_id, step, name))")
+    db.execute("CREATE TABLE id_migrations (old_id TEXT PRIMARY KEY, new_id TEXT, "
+               "version INTEGER)")
+    _reidentify(db, semantics=1, version=1)
+
+
+def _reidentify(db: sqlite3.Connection, semantics: int, version: int) -> None:
+    """Give every run the id its spec has with ``semantics`` added, recording old -> new.
+
+    The new rules normalise settings a run ignores, so several old runs can become one: the
+    finished one is kept (of several, the one finished last); the others' rows are dropped and
+    their study memberships point at the kept run.
+    """
+    groups: dict[str, list[tuple[sqlite3.Row, dict[str, Any]]]] = defaultdict(list)
+    for row in db.execute("SELECT id, spec, status, started, finished FROM runs").fetchall():
+        spec = {**json.loads(row["spec"]), "semantics": semantics}
+        try:
+            new_id = stored_spec(spec).run_id
+        except ValidationError as e:
+            raise StoreError(f"run {row['id']} cannot be migrated: its spec is invalid under "
+                             f"this groklab: {e}") from None
+        groups[new_id].append((row, spec))
+    db.executemany("INSERT INTO id_migrations VALUES (?, ?, ?)",
+                   [(row["id"], new_id, version)
+                    for new_id, members in groups.items() for row, _ in members])
+    for new_id, members in groups.items():
+        members.sort(key=lambda m: (m[0]["status"] == "finished", m[0]["finished"] or 0.0,
+                                    m[0]["started"] or 0.0), reverse=True)
+        (kept, spec), dropped = members[0], [row["id"] for row, _ in members[1:]]
+        for old in dropped:
+            db.execute("DELETE FROM curves WHERE run_id=?", (old,))
+            db.execute("DELETE FROM runs WHERE id=?", (old,))
+        _merge_memberships(db, new_id, [kept["id"], *dropped])
+        db.execute("UPDATE runs SET id=?, spec=?, semantics=? WHERE id=?",
+                   (new_id, json.dumps(spec), semantics, kept["id"]))
+        db.execute("UPDATE curves SET run_id=? WHERE run_id=?", (new_id, kept["id"]))
+
+
+def _merge_memberships(db: sqlite3.Connection, new_id: str, old_ids: list[str]) -> None:
+    """Point study memberships of ``old_ids`` (kept run first) at ``new_id``, one per study:
+    the kept run's own membership if it has one, else the first dropped run's."""
+    if old_ids == [new_id]:
+        return
+    ids = list(dict.fromkeys([*old_ids, new_id]))
+    rank = {rid: i for i, rid in enumerate(ids)}
+    marks = ", ".join("?" * len(ids))
+    rows = db.execute(f"SELECT study, pos, run_id, label FROM study_runs "
+                      f"WHERE run_id IN ({marks})", ids).fetchall()
+    keep: dict[str, tuple[int, str]] = {}
+    for r in sorted(rows, key=lambda r: rank[r["run_id"]]):
+        keep.setdefault(r["study"], (r["pos"], r["label"]))
+    db.execute(f"DELETE FROM study_runs WHERE run_id IN ({marks})", ids)
+    db.executemany("INSERT INTO study_runs VALUES (?, ?, ?, ?)",
+                   [(study, pos, new_id, label) for study, (pos, label) in keep.items()])
+
+
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """1 -> 2: the summary columns ``max_val_acc``, ``step_train_acc_99`` and
+    ``grokking_delay``, filled in for finished runs from their stored curves."""
+    for column in ("max_val_acc REAL", "step_train_acc_99 INTEGER", "grokking_delay INTEGER"):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    db.execute("""
+        UPDATE runs SET
+            max_val_acc = (SELECT MAX(val_acc) FROM curves WHERE run_id = runs.id),
+            step_train_acc_99 = (SELECT MIN(step) FROM curves
+                                 WHERE run_id = runs.id AND train_acc > 0.99)
+        WHERE status = 'finished'""")
+    db.execute("UPDATE runs SET grokking_delay = step_val_acc_99 - step_train_acc_99 "
+               "WHERE status = 'finished'")
+
+
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    """2 -> 3: the ``texts`` table (named text outputs of a run: a language model's sample)."""
+    db.execute("CREATE TABLE texts (run_id TEXT NOT NULL, name TEXT NOT NULL, "
+               "value TEXT NOT NULL, PRIMARY KEY (run_id, name))")
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2,
+                                                          _migrate_2_to_3]
+VERSION = len(MIGRATIONS)
