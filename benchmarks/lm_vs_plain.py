@@ -39,7 +39,7 @@ def plain_loop(spec: RunSpec, state: CohortState, device: torch.device):
     model.load_groklab({k: v.to(device) for k, v in state.params.run(0).items()}).train()
     opt = torch.optim.AdamW(model.optimizer_groups(spec.weight_decay), lr=spec.lr[0],
                             betas=(spec.beta1, spec.beta2))
-    train = state.train_idx[0]
+    train = state.data.train_idx[0]
     gen = torch.Generator().manual_seed(0)
     it = 0
 

@@ -11,9 +11,8 @@ import pytest
 import torch
 from conftest import GROKLAB, groklab, results_json
 
-from groklab.engine import train_cohort
+from groklab.engine import CohortState, HookResult, train_cohort
 from groklab.engine.checkpoint import Checkpointer, checkpoint_path
-from groklab.engine.state import CohortState, HookResult
 from groklab.spec import RunSpec
 from groklab.store.weights import load_weights
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from groklab.engine import CohortState, HookResult, stop_when, train_cohort
-from groklab.engine.state import pad_stack
+from groklab.engine.splits import pad_stack
 from groklab.models import Transformer
 from groklab.models.stacked import embed
 from groklab.spec import PER_RUN, RunSpec
@@ -85,7 +85,7 @@ def test_ragged_splits_evaluate_each_run_on_its_own_split():
     specs = [spec(train_fraction=0.3), spec(train_fraction=0.7)]
     state = CohortState(specs)
     n = len(state.inputs)
-    counts = state.val_mask.sum(1).tolist()
+    counts = state.data.val_mask.sum(1).tolist()
     assert counts == [n - int(0.3 * n), n - int(0.7 * n)]
     padded, mask = pad_stack([torch.tensor([4, 5, 6]), torch.tensor([7])])
     assert padded.tolist() == [[4, 5, 6], [7, 7, 7]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
@@ -97,8 +97,8 @@ def test_no_training_batch_contains_a_validation_example():
     n = len(state.inputs)
     for r in range(2):
         n_train = int(specs[r].train_fraction * n)
-        train = set(state.train_idx[r, :n_train].tolist())
-        val_rows = state.val_x[r][state.val_mask[r] > 0]
+        train = set(state.data.train_idx[r, :n_train].tolist())
+        val_rows = state.data.val_x[r][state.data.val_mask[r] > 0]
         val = {int(((state.inputs == x).all(1)).nonzero()) for x in val_rows}
         assert not train & val and len(train) + len(val) == n
         for _ in range(70):  # more than one sampling chunk
@@ -189,7 +189,7 @@ def test_token_outside_the_vocabulary_fails_loudly():
 def test_dropout_acts_in_training_only():
     s = spec(dropout=0.5)
     state = CohortState([s, spec()])
-    rows = state.train_idx[:, :8]
+    rows = state.data.train_idx[:, :8]
     x = state.inputs[rows]
     params = state.params.views
     model, rng = state.model, state.rng

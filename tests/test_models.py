@@ -1,5 +1,5 @@
 """MLP and LSTM against plain torch.nn implementations with the same weights; their
-initialisation, groups, dropout and FLOP counts."""
+initialisation, groups, dropout and FLOP counts; the model registry."""
 
 import math
 
@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from groklab.engine import CohortState, train_cohort
-from groklab.models import LSTM, MLP
-from groklab.spec import RunSpec
+from groklab.models import LSTM, MLP, build_model, model_names, model_settings
+from groklab.spec import MODEL_FIELDS, RunSpec
+from groklab.tasks import build_task
 
 V, C, T = 13, 11, 4  # vocabulary (2 symbols + 11 elements), classes, sequence length
 
@@ -112,7 +113,7 @@ def test_groups_apply_to_every_model_and_an_absent_embedding_is_valid():
 def test_dropout_only_while_training(model):
     spec = RunSpec(task="x_plus_y", p=11, d_model=8, d_hidden=16, model=model, dropout=0.5)
     state = CohortState([spec])
-    x = state.inputs[state.train_idx[:, :8]]
+    x = state.inputs[state.data.train_idx[:, :8]]
     f = lambda train: state.model.forward(state.params.views, x, train=train,  # noqa: E731
                                           rng=state.rng)
     torch.testing.assert_close(f(False), f(False), rtol=0, atol=0)
@@ -129,3 +130,44 @@ def test_flop_counts_by_hand():
     layer1 = T * 8 * 32 + (T - 1) * 8 * 32
     assert lstm.forward_flops(3) == 3 * 2 * (layer0 + layer1 + 8 * C)
     assert lstm.train_step_flops(3) == 3 * lstm.forward_flops(3)
+
+
+def test_registry_names_every_model_and_its_settings_are_run_settings():
+    assert model_names() == ["gpt", "lstm", "mlp", "transformer"]
+    for name in model_names():
+        assert model_settings(name) <= set(RunSpec.model_fields), name
+        assert {"n_layers", "d_model"} <= model_settings(name) <= set(MODEL_FIELDS) | {"semantics"}
+    with pytest.raises(ValueError, match="unknown model 'cnn'; known models: gpt, lstm, mlp"):
+        model_settings("cnn")
+    with pytest.raises(ValueError, match="unknown model 'cnn'; known models: gpt, lstm, mlp"):
+        RunSpec(model="cnn")
+
+
+def test_a_model_ignores_the_shape_settings_it_does_not_read():
+    for name in ("transformer", "mlp", "lstm"):
+        spec = RunSpec(task="x_plus_y", p=11, model=name)
+        unread = set(MODEL_FIELDS) - model_settings(name)
+        assert unread <= spec.ignored()
+        assert not (model_settings(name) - {"max_len", "d_ff"}) & spec.ignored()
+
+
+@pytest.mark.parametrize("kw", [dict(model="transformer", d_ff=24, semantics=1),
+                                dict(model="mlp", embedding=False, activation="tanh"),
+                                dict(model="lstm"),
+                                dict(model="gpt", task="text", context=8)])
+def test_build_model_reads_the_spec_and_completes_the_protocol(kw):
+    spec = RunSpec(**(dict(task="x_plus_y", p=11, n_layers=2, d_model=8, n_heads=2,
+                           d_hidden=16) | kw))
+    task = build_task(spec.task, **spec.task_args())
+    model = build_model(spec, task)
+    assert type(model).__name__.lower() == spec.model
+    assert model.n_blocks == 2 and model.d_model == 8
+    info = model.param_info()
+    pair = model.embedding_pair()
+    if spec.model == "mlp":
+        assert pair is None  # one-hot inputs: no embedding table
+    else:
+        assert pair is not None and pair[0] in info and pair[1] in info
+    assert model.train_step_flops(4) == 3 * model.forward_flops(4) > 0
+    if spec.model == "transformer":
+        assert model.d_ff == 24 and model.legacy_init

@@ -83,7 +83,7 @@ def test_sampled_runs_in_a_cohort_train_on_their_own_tables():
         own = run_table(s, run_generators(s.seed)["data"]).inputs
         block = state.inputs[r * 400 : (r + 1) * 400]
         assert torch.equal(block, own)
-        rows = state.train_idx[r, : int(s.train_fraction * 400)]
+        rows = state.data.train_idx[r, : int(s.train_fraction * 400)]
         assert ((rows >= r * 400) & (rows < (r + 1) * 400)).all()
     together = train_cohort(specs, progress=False)
     for s, curve in zip(specs, together, strict=True):

@@ -102,7 +102,7 @@ def test_retired_runs_report_their_weights_when_they_retire():
 
     snapshot = {}
     train_cohort(specs, progress=False, hooks=[retire_first_at_8],
-                 on_run_done=lambda pos, params: done.setdefault(pos, params))
+                 on_run_done=lambda pos, end: done.setdefault(pos, end.params))
     assert sorted(done) == [0, 1, 2]
     assert all(torch.equal(done[0][n], snapshot["at_8"][n]) for n in done[0])
     alone = final_params(specs[1])

@@ -1,5 +1,5 @@
 """``groklab lm`` (train character language models) and ``groklab sample`` (generate text
-from a trained one). Registered on the ``groklab`` app by groklab/cli.py."""
+from a trained one)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,18 @@ from typing import Annotated
 
 import typer
 
-from groklab.commands import Address, CpusPerCohort, Executor, GpusPerCohort, make_executor
-
-
-def register(app: typer.Typer) -> None:
-    app.command("lm")(lm)
-    app.command("sample")(sample_command)
+from groklab.cli.common import (
+    Address,
+    CpusPerCohort,
+    Executor,
+    GpusPerCohort,
+    check_device,
+    check_out_dir,
+    describe,
+    fail,
+    make_executor,
+    parse_settings,
+)
 
 
 def lm(
@@ -51,11 +57,10 @@ def lm(
     executor: Executor = "local", address: Address = None,
     gpus_per_cohort: GpusPerCohort = 0.0, cpus_per_cohort: CpusPerCohort = 1.0,
 ) -> None:
-    """Train nanoGPT-style character models with depth-decayed rates into OUT (SPEC §7);
+    """Train nanoGPT-style character models with depth-decayed rates into OUT (docs/protocol.md §7);
     prints final train loss, best val loss, time and speeds per run."""
     from pydantic import ValidationError
 
-    from groklab.cli import check_device, check_out_dir, describe, fail, parse_settings
     from groklab.engine import run_specs
     from groklab.lm.settings import lm_settings, parse_lr_decay
     from groklab.lm.summary import lm_runs
@@ -81,7 +86,7 @@ def lm(
         fail(describe(e))
     except ValueError as e:
         fail(str(e))
-    runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort, fail)
+    runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort)
     counts = run_specs(specs, out, device=dev, progress=progress, compile=compile,
                        executor=runner)
     ids = {s.run_id for s in specs}
@@ -92,7 +97,7 @@ def lm(
                f"next: groklab sample {out} RUN_ID, groklab report {out}", err=True)
 
 
-def sample_command(
+def sample(
     path: Annotated[Path, typer.Argument(help="An output folder of `groklab lm` or `study`.")],
     run_id: Annotated[str, typer.Argument(help="The run (see `groklab results PATH`).")],
     prompt: Annotated[str, typer.Option(help="Text to continue.")] = "\n",
@@ -106,8 +111,8 @@ def sample_command(
     speed goes to stderr."""
     import math
 
-    from groklab.cli import check_device, fail
-    from groklab.lm.outputs import gpt_for, sample
+    from groklab.lm.outputs import gpt_for
+    from groklab.lm.outputs import sample as generate
     from groklab.store import Store
     from groklab.store.weights import has_weights, load_weights
 
@@ -131,7 +136,7 @@ def sample_command(
         fail(f"run {run_id} has not finished (no final weights yet)")
     alphabet = texts["alphabet"]
     try:
-        text, speed = sample(gpt_for(record, alphabet), alphabet, load_weights(path, run_id),
+        text, speed = generate(gpt_for(record, alphabet), alphabet, load_weights(path, run_id),
                              prompt=prompt, tokens=tokens, temperature=temperature,
                              top_k=top_k or None, seed=seed, device=dev)
     except ValueError as e:

@@ -14,8 +14,9 @@ import torch
 from tqdm.auto import tqdm
 
 from groklab.engine.checkpoint import Checkpointer, decode_curves, deferred_interrupt
+from groklab.engine.hooks import Hook, HookResult, stop_when
 from groklab.engine.sampler import SAMPLE_CHUNK, run_generators
-from groklab.engine.state import CohortState, Hook, HookResult, stop_when
+from groklab.engine.state import CohortState, RunEnd
 from groklab.records import EvalRow
 from groklab.spec import RunSpec
 
@@ -23,10 +24,8 @@ from groklab.spec import RunSpec
 EvalCallback = Callable[[int, list[EvalRow | None]], None]
 
 
-# (position in specs, that run's final parameters by name): a run finished or retired
-RunDone = Callable[[int, dict[str, torch.Tensor]], None]
-# (position in specs, that run's final optimiser state: ``Chain.run_state``)
-OptimizerDone = Callable[[int, dict[str, torch.Tensor]], None]
+# (position in specs, how that run ended: final parameters, optimiser state, stopped or not)
+RunDone = Callable[[int, RunEnd], None]
 
 
 def train_cohort(
@@ -44,7 +43,6 @@ def train_cohort(
     on_run_done: RunDone | None = None,
     parent_optimizers: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
     keep_optimizer: Sequence[int] = (),
-    on_optimizer_done: OptimizerDone | None = None,
 ) -> list[list[EvalRow]]:
     """Train every spec (all with one cohort key) together; return each run's curve.
 
@@ -54,9 +52,10 @@ def train_cohort(
     its last evaluation). ``parents``: final weights by run id, for runs that start from
     another run's (``init_from``). ``checkpoint`` writes the cohort's state when due and at
     Ctrl-C; ``resume`` (a checkpoint it loaded) continues from there, its curves included.
-    ``on_run_done`` receives every run's final parameters when it finishes or retires;
-    ``on_optimizer_done`` the final optimiser state of the runs at ``keep_optimizer``
-    (positions: parents whose children carry it, ``parent_optimizers`` by run id).
+    ``on_run_done`` receives every run's end (``RunEnd``) when it finishes or retires: its
+    final parameters, its final optimiser state for the runs at ``keep_optimizer``
+    (positions: parents whose children carry it; ``parent_optimizers`` by run id), and
+    whether an external hook stopped it.
     """
     if not specs:
         return []
@@ -80,14 +79,10 @@ def train_cohort(
                 bar.set_postfix_str(f"val acc {min(va):.3f}–{max(va):.3f}", refresh=False)
                 if on_eval is not None:
                     on_eval(state.t, [rows.get(i) for i in range(len(specs))])
-                for pos, params in state.finished_params.items():
+                for pos, end in state.ended.items():
                     if on_run_done is not None:
-                        on_run_done(pos, params)
-                for pos, opt in state.finished_optimizers.items():
-                    if on_optimizer_done is not None:
-                        on_optimizer_done(pos, opt)
-                state.finished_params.clear()
-                state.finished_optimizers.clear()
+                        on_run_done(pos, end)
+                state.ended.clear()
             bar.update(1)
             if checkpoint is not None and not state.done and (
                     interrupt.requested or checkpoint.due(state.t)):
@@ -95,13 +90,11 @@ def train_cohort(
             if interrupt.requested:
                 raise KeyboardInterrupt
     bar.close()
-    for i, pos in enumerate(state.index):
-        if on_run_done is not None:
-            on_run_done(pos, state.params.run(i))
-        if on_optimizer_done is not None and pos in state.keep_optimizer:
-            on_optimizer_done(pos, state.opt.run_state(i))
+    if on_run_done is not None:
+        for i, pos in enumerate(state.index):
+            on_run_done(pos, state.run_end(i))
     return curves
 
 
-__all__ = ["EvalRow", "EvalCallback", "Hook", "HookResult", "SAMPLE_CHUNK", "run_generators",
-           "stop_when", "train_cohort"]
+__all__ = ["EvalCallback", "EvalRow", "Hook", "HookResult", "RunDone", "RunEnd", "SAMPLE_CHUNK",
+           "run_generators", "stop_when", "train_cohort"]

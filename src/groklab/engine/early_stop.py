@@ -14,14 +14,11 @@ the cohort's ``state_dict`` so a resumed cohort stops at the same evaluation.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
+from groklab.engine.hooks import CohortView, HookResult
 from groklab.spec import RunSpec
-
-if TYPE_CHECKING:
-    from groklab.engine.state import CohortState, HookResult
 
 
 class EarlyStop:
@@ -32,10 +29,8 @@ class EarlyStop:
         self.patience = [s.stop_patience for s in specs]
         self.streak = [0] * len(specs)
 
-    def __call__(self, state: CohortState, step: int,
+    def __call__(self, state: CohortView, step: int,
                  metrics: dict[str, torch.Tensor]) -> HookResult:
-        from groklab.engine.state import HookResult
-
         acc = metrics["val_acc"].tolist()
         retire = []
         for i, pos in enumerate(state.index):
@@ -46,6 +41,9 @@ class EarlyStop:
             if self.streak[pos] >= self.patience[pos]:
                 retire.append(i)
         return HookResult(retire=retire)
+
+    def select(self, keep: Sequence[int]) -> None:
+        """Nothing to drop: streaks are kept by position in ``specs``."""
 
     def state_dict(self) -> dict[str, list[int]]:
         return {"streak": list(self.streak)}

@@ -28,16 +28,13 @@ recompute. Runs with a fixed rate in the same cohort keep theirs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import torch
 
+from groklab.engine.hooks import CohortView, HookResult
 from groklab.engine.params import FlatParams
-
-if TYPE_CHECKING:
-    from groklab.engine.state import CohortState, HookResult
-    from groklab.optim.rates import RatePolicy
-    from groklab.spec import RunSpec
+from groklab.optim.rates import RatePolicy
+from groklab.spec import RunSpec
 
 FIRST_ITERS = 100
 WARM_ITERS = 20
@@ -127,6 +124,11 @@ class EmbeddingMonitor:
         rates = self.policy.slot_rates
         return rates[:, self.e_slots[0]] / rates[:, self.w_slot]
 
+    def diagnostics_hook(self, state: CohortView, step: int,
+                         metrics: dict[str, torch.Tensor]) -> HookResult:
+        """An evaluation hook recording the diagnostics (docs/protocol.md §6.7)."""
+        return HookResult(metrics=self.diagnostics(state.params))
+
     def diagnostics(self, params: FlatParams) -> dict[str, torch.Tensor]:
         """The named per-run metrics recorded at an evaluation."""
         views = params.views
@@ -143,8 +145,9 @@ class EmbeddingMonitor:
         }
 
     # -- cohort bookkeeping -----------------------------------------------------------------
-    def select(self, keep: torch.Tensor) -> None:
-        k = keep.cpu()
+    def select(self, keep: Sequence[int]) -> None:
+        k = torch.tensor(list(keep), dtype=torch.long)
+        keep = k.to(self.updates.device)
         self.adaptive, self.every, self.c = self.adaptive[k], self.every[k], self.c[k]
         self.eta_w, self.f_sum, self.ratio = self.eta_w[k], self.f_sum[keep], self.ratio[k]
         self.f_n, self.updates = self.f_n[k], self.updates[keep]
@@ -177,10 +180,3 @@ def embedding_monitor(specs: Sequence[RunSpec], model: object, policy: RatePolic
     return EmbeddingMonitor(specs, pair, vocab_size, policy, device)
 
 
-def diagnostics_hook(state: CohortState, step: int, metrics: dict) -> HookResult | None:
-    """An evaluation hook recording the monitor's diagnostics (docs/protocol.md §6.7)."""
-    from groklab.engine.state import HookResult
-
-    if state.embedding is None:
-        return None
-    return HookResult(metrics=state.embedding.diagnostics(state.params))

@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -21,13 +21,13 @@ from groklab.engine.checkpoint import (
 )
 from groklab.engine.cohort import train_cohort
 from groklab.engine.executor import Executor
-from groklab.engine.state import Hook
-from groklab.lm.outputs import is_language_model, record_samples
+from groklab.engine.finish import Finisher
+from groklab.engine.hooks import Hook
+from groklab.engine.parents import load_parents
 from groklab.records import EvalRow
 from groklab.spec import RunSpec
-
-if TYPE_CHECKING:
-    from groklab.store import Store
+from groklab.store import Store
+from groklab.store.weights import has_weights
 
 FLUSH_EVERY = 50  # evaluations between writes of live curves to the store ...
 FLUSH_SECONDS = 60.0  # ... or seconds, whichever comes first: each write refreshes the runs'
@@ -85,70 +85,74 @@ def run_specs(
     checkpoint_every: int | None = EVERY_STEPS,
     checkpoint_seconds: float | None = EVERY_SECONDS,
     executor: Executor | None = None,
+    store: Store | None = None,
 ) -> dict[str, int]:
     """Train every spec not already finished in ``out``'s store. Returns run counts.
 
     ``overall`` adds a bar over all runs (runs done, current cohort, ETA) above the
     per-cohort bar: what a study of many cohorts shows. ``compile`` and ``hooks``: see
-    ``train_cohort``. Runs that another live process is training are left to it.
+    ``train_cohort``; a run an external hook retires is recorded as ``stopped``, not
+    finished (engine/hooks.py). Runs that another live process is training are left to it.
 
     Parents (``init_from``) train before their children, and a child starts only once its
     parent is finished in this store with its weights saved (else it is counted as
     ``waiting``: run again later). Every finished run's final weights are saved next to the
-    store (groklab/weights.py) before it is marked finished. A cohort checkpoints every
-    ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds, whichever comes first (None:
-    never), and at Ctrl-C; an interrupted cohort resumes from its checkpoint, which is
-    removed once its runs are finished (engine/checkpoint.py). ``executor`` trains each
-    generation's cohorts elsewhere (engine/executor.py; e.g. Ray tasks); None: one by one in
-    this process.
+    store (store/weights.py) before it is marked finished (engine/finish.py). A cohort
+    checkpoints every ``checkpoint_every`` steps or ``checkpoint_seconds`` seconds, whichever
+    comes first (None: never), and at Ctrl-C; an interrupted cohort resumes from its
+    checkpoint, which is removed once its runs are finished (engine/checkpoint.py).
+    ``executor`` trains each generation's cohorts elsewhere (engine/executor.py; e.g. Ray
+    tasks); None: one by one in this process. ``store``: the open store of ``out`` to use
+    (default: open one for this call).
     """
-    from groklab.store import Store  # the store reads EvalRow from the engine
-    from groklab.store.weights import has_weights
-
+    if store is None:
+        with Store(out) as own:
+            return run_specs(specs, out, device=device, max_cohort=max_cohort,
+                             progress=progress, overall=overall, compile=compile, hooks=hooks,
+                             checkpoint_every=checkpoint_every,
+                             checkpoint_seconds=checkpoint_seconds, executor=executor,
+                             store=own)
     device = device or default_device()
-    root = Path(out)
+    root = store.root
     checkpoint_every, checkpoint_seconds = checkpoint_every or None, checkpoint_seconds or None
     # parents whose children carry their optimiser state: it is saved with their weights
     keep_optimizer = {s.init_from for s in specs if s.init_from and s.init_optimizer == "carried"}
-    with Store(out) as store:
-        levels = plan_levels(specs)
-        total = sum(len(level) for level in levels)
-        n_todo = sum(store.status(s.run_id) != "finished" for level in levels for s in level)
-        bar = _overall_bar(n_todo, enabled=progress and overall and n_todo > 0)
-        done = waiting = 0
-        for level in levels:
-            todo = [[s for s in c if store.status(s.run_id) != "finished"]
-                    for c in plan_cohorts(level)]
-            ready = [[s for s in c if s.init_from is None or (
-                store.status(s.init_from) == "finished" and has_weights(root, s.init_from))]
-                for c in todo]
-            waiting += sum(len(c) for c in todo) - sum(len(c) for c in ready)
-            todo = [c for c in ready if c]
-            if max_cohort:
-                todo = [c[i : i + max_cohort] for c in todo for i in range(0, len(c), max_cohort)]
-            if executor is not None:  # it claims, trains and records the cohorts itself
-                done += executor.train(store, todo, device, compile=compile, hooks=hooks,
-                                       on_done=lambda n, base=done: _advance(bar, base + n),
-                                       keep_optimizer=keep_optimizer)
-                _advance(bar, done)
+    levels = plan_levels(specs)
+    total = sum(len(level) for level in levels)
+    n_todo = sum(store.status(s.run_id) != "finished" for level in levels for s in level)
+    bar = _overall_bar(n_todo, enabled=progress and overall and n_todo > 0)
+    done = waiting = 0
+    for level in levels:
+        todo = [[s for s in c if store.status(s.run_id) != "finished"]
+                for c in plan_cohorts(level)]
+        ready = [[s for s in c if s.init_from is None or (
+            store.status(s.init_from) == "finished" and has_weights(root, s.init_from))]
+            for c in todo]
+        waiting += sum(len(c) for c in todo) - sum(len(c) for c in ready)
+        todo = [c for c in ready if c]
+        if max_cohort:
+            todo = [c[i : i + max_cohort] for c in todo for i in range(0, len(c), max_cohort)]
+        if executor is not None:  # it claims, trains and records the cohorts itself
+            done += executor.train(store, todo, device, compile=compile, hooks=hooks,
+                                   on_done=lambda n, base=done: _advance(bar, base + n),
+                                   keep_optimizer=keep_optimizer)
+            _advance(bar, done)
+            continue
+        for i, cohort in enumerate(todo, 1):
+            cohort = store.begin(cohort, device)  # runs another live process trains: its own
+            if not cohort:
                 continue
-            for i, cohort in enumerate(todo, 1):
-                claimed = store.begin(cohort, device)
-                if claimed is not None:  # runs another live process trains are left to it
-                    cohort = list(claimed)
-                if not cohort:
-                    continue
-                desc = f"[{i}/{len(todo)}] {cohort[0].task} ×{len(cohort)}"
-                bar.set_description_str(f"runs, cohort {desc}")
-                checkpointer = Checkpointer(checkpoint_path(root, [s.run_id for s in cohort]),
-                                            checkpoint_every, checkpoint_seconds)
-                checkpointing = checkpoint_every is not None or checkpoint_seconds is not None
-                _train_claimed(store, cohort, device, bar, done, desc,
-                               checkpointer if checkpointing else None, keep_optimizer,
-                               progress=progress, compile=compile, hooks=hooks)
-                done += len(cohort)
-                _advance(bar, done)
-        bar.close()
+            desc = f"[{i}/{len(todo)}] {cohort[0].task} ×{len(cohort)}"
+            bar.set_description_str(f"runs, cohort {desc}")
+            checkpointer = Checkpointer(checkpoint_path(root, [s.run_id for s in cohort]),
+                                        checkpoint_every, checkpoint_seconds)
+            checkpointing = checkpoint_every is not None or checkpoint_seconds is not None
+            _train_claimed(store, cohort, device, bar, done, desc,
+                           checkpointer if checkpointing else None, keep_optimizer,
+                           progress=progress, compile=compile, hooks=hooks)
+            done += len(cohort)
+            _advance(bar, done)
+    bar.close()
     if waiting:
         print(f"groklab: {waiting} run(s) wait for a parent run (init_from) that is not "
               "finished in this store with its weights saved; run again once it is",
@@ -161,12 +165,9 @@ def _train_claimed(store: Store, cohort: list[RunSpec], device: str, bar: tqdm, 
                    desc: str, checkpointer: Checkpointer | None, keep: set[str],
                    **train: Any) -> None:
     """Train one claimed cohort into ``store``: resume it from its checkpoint if it has a
-    good one, flush live rows now and then, save every run's final weights (and the final
-    optimiser state of runs in ``keep``: parents whose children carry it), then mark the runs
-    finished and drop the checkpoint."""
-    from groklab.store.weights import load_optimizer, load_weights, optimizer_path, save_weights
-
-    root = store.root
+    good one, flush live rows now and then, finish it (engine/finish.py: weights, and the
+    final optimiser state of runs in ``keep``, parents whose children carry it; then the
+    runs marked finished) and drop the checkpoint."""
     ids = [s.run_id for s in cohort]
     resume = checkpointer.load(ids) if checkpointer is not None else None
     if resume is not None:
@@ -190,28 +191,19 @@ def _train_claimed(store: Store, cohort: list[RunSpec], device: str, bar: tqdm, 
             for v in pending.values():
                 v.clear()
 
-    finals: dict[str, tuple[RunSpec, dict[str, torch.Tensor]]] = {}
-
-    def on_run_done(pos: int, params: dict[str, torch.Tensor]) -> None:
-        save_weights(root, ids[pos], params, cohort[pos].model_dump(mode="json"))
-        if is_language_model(cohort[pos]):  # sampled once it is finished
-            finals[ids[pos]] = (cohort[pos], {k: v.detach().clone() for k, v in params.items()})
-
-    def on_optimizer_done(pos: int, state: dict[str, torch.Tensor]) -> None:
-        save_weights(root, ids[pos], state, cohort[pos].model_dump(mode="json"), optimizer=True)
-
-    parents = {pid: load_weights(root, pid) for pid in {s.init_from for s in cohort} if pid}
-    carried = {s.init_from for s in cohort if s.init_from and s.init_optimizer == "carried"}
-    parent_optimizers = {pid: load_optimizer(root, pid) for pid in carried
-                         if optimizer_path(root, pid).is_file()}
+    finisher = Finisher(store, cohort, device)
+    parents, parent_optimizers = load_parents(store.root, cohort)
     t0 = time.perf_counter()
     curves = train_cohort(cohort, device, on_eval=on_eval, desc=desc, parents=parents,
-                          checkpoint=checkpointer, resume=resume, on_run_done=on_run_done,
+                          checkpoint=checkpointer, resume=resume, on_run_done=finisher.run_done,
                           parent_optimizers=parent_optimizers,
                           keep_optimizer=[i for i, rid in enumerate(ids) if rid in keep],
-                          on_optimizer_done=on_optimizer_done, **train)
-    done = store.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
-    record_samples(store, {rid: finals[rid] for rid in done if rid in finals}, device)
+                          **train)
+    finisher.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
+    if finisher.stopped:
+        print(f"groklab: {len(finisher.stopped)} run(s) stopped early by a hook outside their "
+              "settings: recorded as 'stopped', not finished (set stop_val_acc / "
+              "stop_patience to make early stop part of a run)", file=sys.stderr)
     if checkpointer is not None:
         checkpointer.drop()
 

@@ -15,17 +15,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
 from groklab.engine.balanced import build_sampler
 from groklab.engine.early_stop import early_stop
-from groklab.engine.embedding import diagnostics_hook, embedding_monitor
+from groklab.engine.embedding import embedding_monitor
+from groklab.engine.hooks import Hook
 from groklab.engine.host import keep_freed_memory
 from groklab.engine.objective import Objective, objective_for
 from groklab.engine.params import FlatParams
 from groklab.engine.sampler import noise_seed, run_generators
+from groklab.engine.splits import Splits, TrainSums
 from groklab.engine.tables import cohort_tables
 from groklab.models import CohortModel, RunRandom, build_model
 from groklab.models.layout import ParamLayout
@@ -47,27 +50,19 @@ GPU_EVAL_SEQUENCES = 1 << 18
 ExampleFn = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
-@dataclass
-class HookResult:
-    """What an evaluation hook returns: extra named per-run metrics (``[R]`` each) and the
-    positions (in the current cohort) of runs to retire."""
+class Component(Protocol):
+    """Per-run state a cohort holds beside its parameters (optimiser chain, rate policy,
+    sampler, noise streams, evaluation streams, train-metric sums, monitors). ``CohortState``
+    keeps every one in ``components``: retiring runs, ``state_dict`` and ``load_state_dict``
+    go through all of them, so a new component cannot be forgotten in one of the three."""
 
-    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
-    retire: Sequence[int] = ()
+    def select(self, keep: Sequence[int]) -> None:
+        """Keep only the runs at positions ``keep`` (of the runs still training)."""
+        ...
 
+    def state_dict(self) -> Any: ...
 
-# hook(state, step, metrics name -> [R]) -> HookResult or None
-Hook = Callable[["CohortState", int, dict[str, torch.Tensor]], "HookResult | None"]
-
-
-def stop_when(metric: str = "val_acc", above: float = 0.99) -> Hook:
-    """A hook that retires every run whose ``metric`` exceeds ``above`` (early stop)."""
-
-    def hook(state: CohortState, step: int, metrics: dict[str, torch.Tensor]) -> HookResult:
-        done = (metrics[metric] > above).nonzero().flatten().tolist()
-        return HookResult(retire=done)
-
-    return hook
+    def load_state_dict(self, sd: Any) -> None: ...
 
 
 def eval_chunk(n_runs: int, device: torch.device) -> int:
@@ -97,21 +92,23 @@ def make_example_fn(model: CohortModel, objective: Objective, device: torch.devi
     return torch.compile(fn) if compile else fn
 
 
-def pad_stack(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ragged 1-d index tensors -> ``[R, max]`` (padded with each row's first index) and the
-    ``[R, max]`` float mask of real entries."""
-    width = max(len(r) for r in rows)
-    out = torch.stack([torch.cat([r, r[:1].expand(width - len(r))]) for r in rows])
-    mask = torch.stack([torch.arange(width) < len(r) for r in rows]).float()
-    return out, mask
-
-
 def check_vocabulary(task: TaskData) -> None:
     """Every token id of the table must lie in the vocabulary (else: ``IndexError``)."""
     lo, hi = int(task.inputs.min()), int(task.inputs.max())
     if lo < 0 or hi >= task.vocab_size:
         raise IndexError(f"task {task.name}: token ids {lo}..{hi} fall outside its vocabulary "
                          f"0..{task.vocab_size - 1}")
+
+
+@dataclass
+class RunEnd:
+    """A run that left the cohort: its final parameters, its final optimiser state when it
+    was asked for (``keep_optimizer``: a child carries it), and whether an external hook
+    stopped it (then it did not train what its id describes: engine/hooks.py)."""
+
+    params: dict[str, torch.Tensor]
+    optimizer: dict[str, torch.Tensor] | None = None
+    stopped: bool = False
 
 
 class CohortState:
@@ -134,33 +131,22 @@ class CohortState:
         self.specs = list(specs)
         self.index = list(range(len(specs)))  # position in ``specs`` of each run still here
         self.steps, self.batch, self.eval_every = s0.steps, s0.batch_size, s0.eval_every
-        self.hooks = list(hooks)
 
         gens = [run_generators(s.seed) for s in specs]
         tables = cohort_tables(specs, gens)  # per-run tables and splits (engine/tables.py)
         task = tables.task
         check_vocabulary(task)
         self.model = build_model(s0, task)
-        train_idx, _ = pad_stack(tables.train)
-        val_idx, val_mask = pad_stack(tables.val)
-        self.train_idx = train_idx.to(device)  # [R, max n_train] rows of ``inputs``
         self.inputs, self.targets = _to_device(tables.inputs, device), _to_device(
             tables.targets, device)
         self.eval_batches = s0.eval_batches
-        if self.eval_batches is None:  # the whole split, gathered once
-            self.val_x = self.inputs[val_idx.to(device)]
-            self.val_y = self.targets[val_idx.to(device)]
-            self.val_mask = val_mask.to(device)
-        else:  # random batches of each split at every evaluation, from each run's stream
-            self.val_idx = val_idx.to(device)
-            self.n_split = {"train": [len(t) for t in tables.train],
-                            "val": [len(v) for v in tables.val]}
-            self.eval_gens = [g["eval"] for g in gens]
+        self.data = Splits(self.inputs, self.targets, tables.train, tables.val,
+                           None if self.eval_batches is None else [g["eval"] for g in gens],
+                           device)
 
         inits = [self.model.init(g["init"]) for g in gens]  # every run draws its init stream
         inits = [warm_start(s, init, parents) for s, init in zip(specs, inits, strict=True)]
         self.params = FlatParams.stack(inits, device)
-        self.finished_params: dict[int, dict[str, torch.Tensor]] = {}  # retired: position -> params
         self.layout = ParamLayout.build(self.model.param_info(),
                                         s0.group_rules or self.model.default_groups(),
                                         self.model.n_blocks)
@@ -175,23 +161,34 @@ class CohortState:
                                      "child in one invocation: groklab saves it for them)")
                 self.opt.load_run_state(i, dict(parent_optimizers[s.init_from]))
         self.keep_optimizer = set(keep_optimizer)  # positions whose final state is kept
-        self.finished_optimizers: dict[int, dict[str, torch.Tensor]] = {}
+        self.ended: dict[int, RunEnd] = {}  # retired since last read: position -> its end
         self.grad = torch.empty_like(self.params.flat)
         self.sampler = build_sampler(specs, [g["batch"] for g in gens], tables.inputs,
                                      tables.train, self.batch, device)
         self.embedding = embedding_monitor(specs, self.model, self.policy, task.vocab_size,
                                            device)  # adaptive embedding rate, diagnostics
-        if s0.diagnostics:
-            self.hooks.insert(0, diagnostics_hook)
         self.early_stop = early_stop(specs)  # per-run stop rule (engine/early_stop.py)
+        # hooks the runs' own settings ask for (their effects are part of the runs' ids) ...
+        self.own_hooks: list[Hook] = []
+        if s0.diagnostics and self.embedding is not None:
+            self.own_hooks.append(self.embedding.diagnostics_hook)
         if self.early_stop is not None:
-            self.hooks.append(self.early_stop)
+            self.own_hooks.append(self.early_stop)
+        self.hooks = list(hooks)  # ... and the caller's: a run they retire is "stopped"
         self.rng = RunRandom([noise_seed(g["noise"]) for g in gens], device,
                              dropout=[s.dropout for s in specs])
         self.objective: Objective = objective_for(task.sequence)
         self.fn = make_example_fn(self.model, self.objective, device, s0.precision, compile)
+        self.sums = TrainSums(("loss", *self.objective.metric_names), len(specs), device)
         self.t = 0  # updates done
-        self._reset_sums()
+        # every per-run component, by its name in ``state_dict``
+        self.components: dict[str, Component] = {
+            "opt": self.opt, "policy": self.policy, "sampler": self.sampler, "rng": self.rng,
+            "sums": self.sums, "eval": self.data}
+        if self.embedding is not None:
+            self.components["embedding"] = self.embedding
+        if self.early_stop is not None:
+            self.components["early_stop"] = self.early_stop
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -202,15 +199,10 @@ class CohortState:
     def done(self) -> bool:
         return self.t >= self.steps or not self.index
 
-    def _reset_sums(self) -> None:
-        names = ("loss", *self.objective.metric_names)
-        self.sums = {n: torch.zeros(self.n_runs, device=self.device) for n in names}
-        self.seen = 0
-
     # -- training ---------------------------------------------------------------------------
     def train_rows(self) -> torch.Tensor:
         """The next batch: ``[R, B]`` indices into the task table (from the train splits)."""
-        return self.train_idx.gather(1, self.sampler.next())
+        return self.data.train_idx.gather(1, self.sampler.next())
 
     def step(self) -> None:
         """One update of every run."""
@@ -225,10 +217,7 @@ class CohortState:
         grads = torch.autograd.grad(loss.sum(), leaves)
         self.opt.step(self.params.flatten_grads(grads, self.grad))
         with torch.no_grad():
-            self.sums["loss"] += loss.detach()
-            for n, v in metrics.items():
-                self.sums[n] += v.mean(1)
-        self.seen += 1
+            self.sums.add(loss, metrics)
         self.t += 1
 
     # -- evaluation -------------------------------------------------------------------------
@@ -242,8 +231,9 @@ class CohortState:
         """
         if self.eval_batches is not None:
             return self.estimate()["val"]
-        return self._mean_over(lambda a, b: (self.val_x[:, a:b], self.val_y[:, a:b],
-                                             self.val_mask[:, a:b]), self.val_y.shape[1])
+        d = self.data
+        return self._mean_over(lambda a, b: (d.val_x[:, a:b], d.val_y[:, a:b],
+                                             d.val_mask[:, a:b]), d.val_y.shape[1])
 
     @torch.no_grad()
     def estimate(self) -> dict[str, dict[str, torch.Tensor]]:
@@ -251,10 +241,11 @@ class CohortState:
         run's mean loss and metrics over ``eval_batches`` batches of windows drawn uniformly
         (with replacement) from its own ``eval`` stream, train split first, in eval mode."""
         n = self.eval_batches * self.batch
+        d = self.data
         out = {}
-        for split, rows in (("train", self.train_idx), ("val", self.val_idx)):
+        for split, rows in (("train", d.train_idx), ("val", d.val_idx)):
             pos = torch.stack([torch.randint(m, (n,), generator=g) for g, m in
-                               zip(self.eval_gens, self.n_split[split], strict=True)])
+                               zip(d.eval_gens, d.n_split[split], strict=True)])
             picked = rows.gather(1, pos.to(self.device))
             out[split] = self._mean_over(lambda a, b, p=picked: (
                 self.inputs[p[:, a:b]], self.targets[p[:, a:b]], None), n)
@@ -279,99 +270,78 @@ class CohortState:
     def evaluate(self) -> dict[int, EvalRow]:
         """Train metrics (mean over the batches since the last evaluation) and validation
         metrics of every run, plus what the hooks add; runs the hooks ask to retire leave
-        the cohort afterwards. Returns ``{position in specs: row}``."""
+        the cohort afterwards (``ended``). Returns ``{position in specs: row}``."""
         if self.eval_batches is None:
             val = self.validate()
-            seen = max(self.seen, 1)
-            metrics = {f"train_{n}": v / seen for n, v in self.sums.items()}
+            metrics = self.sums.means()
         else:  # both splits sampled in eval mode
             both = self.estimate()
             val = both["val"]
             metrics = {f"train_{n}": v for n, v in both["train"].items()}
         metrics |= {f"val_{n}": v for n, v in val.items()}
         extra: dict[str, torch.Tensor] = {}
-        retire: set[int] = set()
-        for hook in self.hooks:
+        retire: dict[bool, set[int]] = {True: set(), False: set()}  # by own hooks or not
+        for own, hook in [(True, h) for h in self.own_hooks] + [(False, h) for h in self.hooks]:
             result = hook(self, self.t, metrics | extra)
             if result is not None:
                 extra |= result.metrics
-                retire |= set(result.retire)
+                retire[own] |= set(result.retire)
         core = torch.stack([metrics[k] for k in ("train_loss", "train_acc", "val_loss",
                                                   "val_acc")], 1).tolist()
         extras = {k: torch.as_tensor(v, dtype=torch.float64).flatten().tolist()
                   for k, v in extra.items()}
         rows = {pos: EvalRow(self.t, *core[i], extra={k: v[i] for k, v in extras.items()})
                 for i, pos in enumerate(self.index)}
-        self._reset_sums()
-        if retire:
-            self.retire(sorted(retire))
+        self.sums.reset(self.n_runs)
+        if retire[True] or retire[False]:  # a run its own rule stops is not "stopped"
+            self.retire(sorted(retire[True] | retire[False]),
+                        stopped=retire[False] - retire[True])
         return rows
 
-    # -- retiring runs ----------------------------------------------------------------------
-    def retire(self, positions: Sequence[int]) -> None:
-        """Remove the runs at ``positions`` (of the current cohort); the rest go on."""
+    # -- runs leaving -----------------------------------------------------------------------
+    def run_end(self, i: int, stopped: bool = False) -> RunEnd:
+        """The end of the run at position ``i`` of the current cohort, as it is now."""
+        pos = self.index[i]
+        opt = self.opt.run_state(i) if pos in self.keep_optimizer else None
+        return RunEnd(self.params.run(i), opt, stopped)
+
+    def retire(self, positions: Sequence[int], stopped: set[int] | frozenset[int] = frozenset()
+               ) -> None:
+        """Remove the runs at ``positions`` (of the current cohort; those in ``stopped`` were
+        retired by an external hook) into ``ended``; the rest go on."""
         gone = set(positions)
         keep = [i for i in range(self.n_runs) if i not in gone]
         for i in sorted(gone):
-            self.finished_params[self.index[i]] = self.params.run(i)
-            if self.index[i] in self.keep_optimizer:
-                self.finished_optimizers[self.index[i]] = self.opt.run_state(i)
-        k = torch.tensor(keep, dtype=torch.long, device=self.device)
+            self.ended[self.index[i]] = self.run_end(i, stopped=i in stopped)
         self.index = [self.index[i] for i in keep]
         self.params = self.params.select(keep)
         self.opt.params = self.params.flat
-        self.opt.select(k)
-        self.policy.select(k)
-        self.sampler.select(keep)
-        self.rng.select(keep)
-        if self.embedding is not None:
-            self.embedding.select(k)
-        self.train_idx = self.train_idx[k]
-        if self.eval_batches is None:
-            self.val_x, self.val_y, self.val_mask = self.val_x[k], self.val_y[k], self.val_mask[k]
-        else:
-            self.val_idx = self.val_idx[k]
-            self.n_split = {n: [v[i] for i in keep] for n, v in self.n_split.items()}
-            self.eval_gens = [self.eval_gens[i] for i in keep]
+        for component in self.components.values():
+            component.select(keep)
         self.grad = torch.empty_like(self.params.flat)
-        self.sums = {n: v[k] for n, v in self.sums.items()}
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to continue exactly where this state is (CPU tensors)."""
         return {"t": self.t, "index": list(self.index),
                 "params": self.params.flat.detach().cpu().clone(),
-                "opt": _to(self.opt.state_dict(), "cpu"), "policy": self.policy.state_dict(),
-                "sampler": self.sampler.state_dict(), "rng": self.rng.state_dict(),
-                "sums": {n: v.cpu().clone() for n, v in self.sums.items()}, "seen": self.seen,
-                "embedding": None if self.embedding is None else self.embedding.state_dict(),
-                "early_stop": None if self.early_stop is None else self.early_stop.state_dict(),
-                "eval": None if self.eval_batches is None else [
-                    g.get_state() for g in self.eval_gens]}
+                **{name: _to(c.state_dict(), "cpu") for name, c in self.components.items()}}
 
     def load_state_dict(self, sd: dict) -> None:
         """Restore a ``state_dict`` of a cohort built from the same specs."""
         if sd["index"] != self.index:
             missing = [i for i, pos in enumerate(self.index) if pos not in sd["index"]]
             self.retire(missing)
-            self.finished_params.clear()  # retired before the save: not this state's to report
+            self.ended.clear()  # retired before the save: not this state's to report
         if sd["index"] != self.index:
             raise ValueError("checkpoint runs do not match this cohort's runs")
-        self.t, self.seen = int(sd["t"]), int(sd["seen"])
+        self.t = int(sd["t"])
+        if "seen" in sd:  # a checkpoint of groklab <= 0.1.x: train sums stored flat
+            sd = {**sd, "sums": {"sums": sd["sums"], "seen": sd["seen"]}}
         with torch.no_grad():
             self.params.flat.copy_(sd["params"])
-        self.opt.load_state_dict(_to(sd["opt"], self.device))
-        self.policy.load_state_dict(sd["policy"])
-        self.sampler.load_state_dict(sd["sampler"])
-        self.rng.load_state_dict(sd["rng"])
-        self.sums = {n: v.to(self.device) for n, v in sd["sums"].items()}
-        if self.embedding is not None:
-            self.embedding.load_state_dict(sd["embedding"])
-        if self.early_stop is not None and sd.get("early_stop") is not None:
-            self.early_stop.load_state_dict(sd["early_stop"])
-        if self.eval_batches is not None:
-            for g, st in zip(self.eval_gens, sd["eval"], strict=True):
-                g.set_state(st)
+        for name, c in self.components.items():
+            c.load_state_dict(sd[name])
 
 
 def warm_start(spec: RunSpec, init: dict[str, torch.Tensor],

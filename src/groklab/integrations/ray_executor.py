@@ -24,18 +24,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence, Set
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from groklab.engine.checkpoint import decode_curves, encode_curves
-from groklab.engine.executor import record_cohort
+from groklab.engine.cohort import train_cohort
+from groklab.engine.finish import Finisher
+from groklab.engine.hooks import Hook
+from groklab.engine.parents import load_parents
+from groklab.engine.state import RunEnd
 from groklab.integrations import require
 from groklab.spec import RunSpec
-
-if TYPE_CHECKING:
-    from groklab.engine.state import Hook
-    from groklab.store import Store
+from groklab.store import Store
 
 HEARTBEAT_S = 60.0  # refresh the claimed runs' heartbeat this often while tasks run
 
@@ -44,26 +45,23 @@ def train_task(specs: list[RunSpec], device: str, threads: int,
                parents: dict[str, dict[str, torch.Tensor]], compile: bool,
                hooks: Sequence[Hook], parent_optimizers: dict[str, dict[str, torch.Tensor]],
                keep_optimizer: list[int]) -> dict[str, Any]:
-    """What a Ray task runs: train one cohort, return its curves and final weights (and the
-    final optimiser state of the runs at ``keep_optimizer``)."""
-    from groklab.engine.cohort import train_cohort
-
+    """What a Ray task runs: train one cohort, return its curves and every run's end (final
+    weights, the final optimiser state of the runs at ``keep_optimizer``), on the CPU."""
     if device == "cpu":
         torch.set_num_threads(threads)
-    finals: dict[int, dict[str, torch.Tensor]] = {}
-    optimizers: dict[int, dict[str, torch.Tensor]] = {}
+    ends: dict[int, RunEnd] = {}
 
-    def keep(into: dict) -> Callable[[int, dict[str, torch.Tensor]], None]:
-        return lambda pos, t: into.__setitem__(pos, {k: v.detach().cpu().clone()
-                                                     for k, v in t.items()})
+    def keep(pos: int, end: RunEnd) -> None:
+        cpu = lambda t: None if t is None else {  # noqa: E731
+            k: v.detach().cpu().clone() for k, v in t.items()}
+        ends[pos] = RunEnd(cpu(end.params), cpu(end.optimizer), end.stopped)
 
     t0 = time.perf_counter()
     curves = train_cohort(specs, device, progress=False, compile=compile, hooks=hooks,
-                          parents=parents, on_run_done=keep(finals),
-                          parent_optimizers=parent_optimizers, keep_optimizer=keep_optimizer,
-                          on_optimizer_done=keep(optimizers))
-    return {"curves": encode_curves(curves), "params": [finals[i] for i in range(len(specs))],
-            "optimizers": optimizers, "wall_s": time.perf_counter() - t0}
+                          parents=parents, on_run_done=keep,
+                          parent_optimizers=parent_optimizers, keep_optimizer=keep_optimizer)
+    return {"curves": encode_curves(curves), "ends": [ends[i] for i in range(len(specs))],
+            "wall_s": time.perf_counter() - t0}
 
 
 class RayExecutor:
@@ -92,8 +90,6 @@ class RayExecutor:
               compile: bool, hooks: Sequence[Hook], on_done: Callable[[int], None],
               keep_optimizer: Set[str] = frozenset()) -> int:
         """Claim, submit and record ``cohorts``; returns the runs trained."""
-        from groklab.store.weights import load_optimizer, load_weights, optimizer_path
-
         ray, task = self.ray, self._connect()
         device = self.device
         running: dict[Any, list[RunSpec]] = {}
@@ -101,12 +97,7 @@ class RayExecutor:
             claimed = store.begin(cohort, device)
             if not claimed:
                 continue
-            parents = {pid: load_weights(store.root, pid)
-                       for pid in {s.init_from for s in claimed} if pid}
-            carried = {s.init_from for s in claimed if s.init_from
-                       and s.init_optimizer == "carried"}
-            optimizers = {pid: load_optimizer(store.root, pid) for pid in carried
-                          if optimizer_path(store.root, pid).is_file()}
+            parents, optimizers = load_parents(store.root, claimed)
             keep = [i for i, s in enumerate(claimed) if s.run_id in keep_optimizer]
             ref = task.options(num_cpus=self.cpus, num_gpus=self.gpus,
                                max_retries=self.max_retries, retry_exceptions=False).remote(
@@ -129,8 +120,12 @@ class RayExecutor:
                     errors.append(f"{cohort[0].task} ×{len(cohort)}: {type(e).__name__}: "
                                   f"{str(e).splitlines()[0] if str(e) else ''}")
                     continue
-                record_cohort(store, cohort, decode_curves(out["curves"]), out["params"],
-                              out["wall_s"], optimizers=out["optimizers"])
+                finisher = Finisher(store, cohort, "cpu")
+                for pos, end in enumerate(out["ends"]):
+                    finisher.run_done(pos, end)
+                curves = {s.run_id: c for s, c in
+                          zip(cohort, decode_curves(out["curves"]), strict=True)}
+                finisher.finish(curves, curves, out["wall_s"])
                 trained += len(cohort)
                 on_done(trained)
         if errors:

@@ -19,14 +19,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
+from groklab.engine.hooks import CohortView
 from groklab.integrations import require
-
-if TYPE_CHECKING:
-    from groklab.engine.state import CohortState
 
 CURVE_TAGS = {"train_loss": "train/loss", "train_acc": "train/acc", "val_loss": "val/loss",
               "val_acc": "val/acc"}
@@ -107,7 +105,7 @@ class LiveWriter:
         self._cls = _writer_class()
         self.writers: dict[str, Any] = {}
 
-    def __call__(self, state: CohortState, step: int, metrics: dict[str, torch.Tensor]) -> None:
+    def __call__(self, state: CohortView, step: int, metrics: dict[str, torch.Tensor]) -> None:
         values = {k: v.detach().flatten().tolist() for k, v in metrics.items()}
         for i, pos in enumerate(state.index):
             spec = state.specs[pos]

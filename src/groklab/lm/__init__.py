@@ -1,1 +1,2 @@
-"""The character language model (SPEC §7): generated samples, the `lm` and `sample` commands."""
+"""The character language model, an engine plug-in (docs/protocol.md §7): its run settings,
+generated samples and summaries; its commands are in cli/lm.py."""

@@ -158,22 +158,30 @@ class Store:
         return owned
 
     def finish(self, rows: Mapping[str, Sequence[EvalRow]],
-               curves: Mapping[str, Sequence[EvalRow]], wall_s: float) -> list[str]:
+               curves: Mapping[str, Sequence[EvalRow]], wall_s: float,
+               stopped: Iterable[str] = ()) -> list[str]:
         """Write the remaining rows and final metrics and mark the runs finished, atomically.
 
-        Only runs this instance still owns are written; returns the ids it finished.
+        Runs in ``stopped`` (an external hook retired them: engine/hooks.py) get their rows
+        and status ``stopped`` instead: they are not the full-length runs their ids name, so
+        they have no final metrics and a later invocation trains them again. Only runs this
+        instance still owns are written; returns the ids it finished.
         """
         now = time.time()
+        stopped = set(stopped)
         with self._tx():
-            owned = self._owned(list(dict.fromkeys([*rows, *curves])))
+            owned = self._owned(list(dict.fromkeys([*rows, *curves, *stopped])))
             self._insert_rows({rid: rows[rid] for rid in owned if rid in rows})
-            done = [rid for rid in owned if rid in curves]
+            done = [rid for rid in owned if rid in curves and rid not in stopped]
             for rid in done:
                 m = final_metrics(curves[rid])
                 self.db.execute(
                     "UPDATE runs SET status='finished', finished=?, wall_s=?, "
                     + ", ".join(f"{k}=?" for k in FINAL_METRICS) + " WHERE id=?",
                     (now, wall_s, *(m[k] for k in FINAL_METRICS), rid))
+            self.db.executemany(
+                "UPDATE runs SET status='stopped', owner=NULL, heartbeat=NULL, wall_s=? "
+                "WHERE id=?", [(wall_s, rid) for rid in owned if rid in stopped])
         return done
 
     def release(self, run_ids: Iterable[str] | None = None) -> None:

@@ -1,0 +1,57 @@
+"""``groklab bench``: time training steps against the measured matmul peak."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from groklab.cli.common import Compile, Device, check_device, fail
+
+
+def bench(
+    device: Device = None,
+    precision: Annotated[str, typer.Option(help="Comma-separated: fp32,bf16.")] = "fp32,bf16",
+    cohorts: Annotated[str, typer.Option(help="Comma-separated cohort sizes.")] = "1,4",
+    model: Annotated[str, typer.Option(
+        help="Comma-separated models: transformer,mlp,lstm,gpt (gpt: the character LM at "
+        "`groklab lm`'s CPU size).")] = "transformer",
+    batch_size: Annotated[int | None, typer.Option(
+        help="Batch size per run (default: 512; gpt: 16 windows).")] = None,
+    compile: Compile = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar (on stderr).")] = True,
+) -> None:
+    """Time training steps of the reference configuration (any model and batch size) against
+    the measured matmul peak."""
+    from groklab.bench import DTYPES, run_bench
+
+    dev = check_device(device)
+    precisions = [s.strip() for s in precision.split(",") if s.strip()]
+    if not precisions or any(p not in DTYPES for p in precisions):
+        fail(f"--precision {precision!r}: use fp32, bf16 or fp32,bf16")
+    try:
+        sizes = [int(s) for s in cohorts.split(",")]
+    except ValueError:
+        fail(f"--cohorts {cohorts!r}: use comma-separated positive integers")
+    if not sizes or min(sizes) < 1:
+        fail(f"--cohorts {cohorts!r}: use comma-separated positive integers")
+    from groklab.models import MODEL_NAMES
+
+    models = [m.strip() for m in model.split(",") if m.strip()]
+    if not models or any(m not in MODEL_NAMES for m in models):
+        fail(f"--model {model!r}: use one or more of {', '.join(MODEL_NAMES)}")
+    if batch_size is not None and batch_size < 1:
+        fail(f"--batch-size must be at least 1, got {batch_size}")
+    import torch
+
+    rows = run_bench(dev, precisions, sizes, compile=compile, progress=progress, models=models,
+                     batch_size=batch_size)
+    if as_json:
+        typer.echo(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
+                               "rows": rows}, indent=2))
+        return
+    import pandas as pd
+
+    typer.echo(pd.DataFrame(rows).to_string(index=False, float_format=lambda v: f"{v:.3g}"))
