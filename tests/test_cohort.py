@@ -61,10 +61,10 @@ def test_evaluation_in_slices_equals_one_pass(monkeypatch):
     for name in whole:
         torch.testing.assert_close(whole[name], sliced[name], rtol=1e-5, atol=1e-6)
     for r in range(3):  # one pass over run r's own split alone, no padding
-        keep = cohort.val_mask[r] > 0
+        keep = cohort.data.val_mask[r] > 0
         params = {n: v[r : r + 1] for n, v in cohort.params.views.items()}
         with torch.no_grad():
-            loss, metrics = cohort.fn(params, cohort.val_x[r : r + 1, keep],
-                                      cohort.val_y[r : r + 1, keep])
+            loss, metrics = cohort.fn(params, cohort.data.val_x[r : r + 1, keep],
+                                      cohort.data.val_y[r : r + 1, keep])
         assert whole["loss"][r].item() == pytest.approx(loss.mean().item(), rel=1e-5)
         assert whole["acc"][r].item() == pytest.approx(metrics["acc"].mean().item(), rel=1e-6)

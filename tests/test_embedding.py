@@ -96,7 +96,7 @@ def test_balanced_batches_are_reproducible_and_never_validation():
     rows_b = torch.stack([b.train_rows() for _ in range(70)])
     assert torch.equal(rows_a, rows_b)
     val_rows = set()
-    for x in a.val_x[0][a.val_mask[0] > 0]:
+    for x in a.data.val_x[0][a.data.val_mask[0] > 0]:
         val_rows.add(tuple(x.tolist()))
     train_rows = {tuple(a.inputs[r].tolist()) for r in rows_a.flatten().tolist()}
     assert not train_rows & val_rows

@@ -1,14 +1,16 @@
 """The batched optimisers against torch.optim with parameter groups on single models."""
 
+from typing import get_args
+
 import pytest
 import torch
 
 from groklab.engine.params import FlatParams
 from groklab.models import Transformer
 from groklab.models.layout import ParamLayout, assign_groups
-from groklab.optim import build_optimizer
+from groklab.optim import build_optimizer, chain_names
 from groklab.rates import GROUPS, LR_CONFIGS, parse_lr
-from groklab.spec import RunSpec
+from groklab.spec import OptimizerName, RunSpec
 
 MODEL = Transformer(vocab_size=9, n_classes=7, seq_len=4, n_layers=2, d_model=16, n_heads=2,
                     d_ff=32)
@@ -115,3 +117,8 @@ def test_parse_lr():
     for bad in ("nope", "1,2", "0,1,1", "-1e-3"):
         with pytest.raises(ValueError):
             parse_lr(bad)
+
+
+def test_the_spec_names_exactly_the_registered_chains():
+    """spec.py lies below optim/ and cannot read the registry: its Literal must not drift."""
+    assert sorted(get_args(OptimizerName)) == chain_names()

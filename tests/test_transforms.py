@@ -195,3 +195,25 @@ def test_filters_in_one_cohort_equal_grokfast_on_torch_nn_models():
     for r in range(2):  # the filters changed the trajectories
         unfiltered = torch.nn.utils.parameters_to_vector(plain[r].parameters()).detach()
         assert torch.linalg.vector_norm(flat[r] - unfiltered) > 1e-2
+
+
+def test_a_filter_in_a_subset_reports_its_run_state_as_alone():
+    """The chain's update count reaches a filter inside ``Subset``: a filtered run's state
+    (the MA window in age order, oldest first) is the same as with the filter on every run."""
+    from groklab.optim.transforms import Subset
+
+    stream = grads(6, seed=3)
+    n = sum(math.prod(s) for s in SHAPES.values())
+    ones = lambda t: torch.ones(R, n)  # noqa: E731
+    alone = Chain(torch.zeros(R, n), [MaFilter(4, {"lamb": col([5.0] * R)}), ScaleByRate()],
+                  ones)
+    part = Chain(torch.zeros(R, n), [Subset(MaFilter(4, {"lamb": col([5.0])}), [1]),
+                                     ScaleByRate()], ones)
+    for g in stream:
+        alone.step(flat_of(g).clone())
+        part.step(flat_of(g).clone())
+    a, b = alone.run_state(1), part.run_state(1)
+    assert a.keys() == b.keys() == {"t", "MaFilter.window", "MaFilter.sum"}
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert torch.equal(b["MaFilter.window"], torch.stack([flat_of(g)[1] for g in stream[2:]]))
+    assert part.run_state(0).keys() == {"t"}  # run 0 has no filter

@@ -4,9 +4,11 @@ A spec is validated once on construction. Its id in the store is the hash of its
 *identity*: a semantics version plus the settings that matter for this run.
 
 - Settings the run ignores are normalised before hashing: permutation ignores ``p``, the
-  modular tasks ignore ``k``, SGD ignores the Adam betas and Adam ignores momentum, a
-  constant schedule ignores its floor, and ``d_ff = 4 · d_model`` is the same as leaving
-  it unset. Two specs that train the same run have the same id.
+  modular tasks ignore ``k``, a model ignores the model-shape settings it does not
+  register (``groklab.models.model_settings``: the MLP ignores ``n_heads``), SGD ignores
+  the Adam betas and Adam ignores momentum, a constant schedule ignores its floor, and
+  ``d_ff = 4 · d_model`` is the same as leaving it unset. Two specs that train the same
+  run have the same id.
 - Fields added after semantics version 1 are left out of the identity while they hold
   their default (which must be the neutral "feature off" value and must never change), so
   adding a setting never changes an existing id.
@@ -32,6 +34,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from groklab.models import model_names, model_settings
 from groklab.rates import FILTER_LAMB, GROUPS, LR_CONFIGS
 from groklab.tasks import build_task, task_names
 from groklab.tasks.base import task_builder
@@ -44,7 +47,6 @@ Schedule = Literal["constant", "cosine"]
 DepthDecay = Literal["none", "exponential", "linear", "cosine"]
 DecayParams = Literal["all", "matrices", "2d"]
 GradFilter = Literal["none", "ema", "ma"]
-ModelName = Literal["transformer", "mlp", "lstm", "gpt"]
 Activation = Literal["relu", "gelu", "tanh"]
 Rates = tuple[float, float, float] | dict[str, float]
 
@@ -66,6 +68,11 @@ PER_RUN = frozenset({
 # Task arguments: each task takes the subset its builder names; it ignores the rest.
 TASK_FIELDS = ("p", "k", "operands", "n_examples", "corpus", "context")
 
+# Model-shape settings: each model reads the subset it registers (``model_settings``); it
+# ignores the rest.
+MODEL_FIELDS = ("n_layers", "d_model", "n_heads", "d_ff", "max_len", "d_hidden", "activation",
+                "embedding")
+
 class RunSpec(BaseModel):
     """One training run. Defaults are the reference settings of docs/protocol.md §2–§5."""
 
@@ -81,10 +88,10 @@ class RunSpec(BaseModel):
     context: int = Field(64, ge=1)  # text: characters per window
     train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
     # model (protocol §3)
-    model: ModelName = "transformer"
+    model: str = "transformer"  # a registered model (groklab.models)
     n_layers: int = Field(2, ge=1)  # Transformer blocks, MLP hidden layers, LSTM layers
     d_model: int = Field(128, ge=1)  # embedding width
-    n_heads: int = Field(4, ge=1)  # Transformer only
+    n_heads: int = Field(4, ge=1)  # Transformer and GPT only
     d_ff: int | None = Field(None, ge=1)  # Transformer only; None: 4 · d_model
     max_len: int | None = Field(None, ge=1)  # Transformer positions; None: the task's length
     d_hidden: int = Field(512, ge=1)  # MLP and LSTM hidden width
@@ -145,6 +152,13 @@ class RunSpec(BaseModel):
     semantics: int = Field(SEMANTICS, ge=1, le=SEMANTICS)
     seed: int = Field(0, ge=0)
 
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v not in model_names():
+            raise ValueError(f"unknown model {v!r}; known models: {', '.join(model_names())}")
+        return v
+
     @field_validator("lr")
     @classmethod
     def _positive_rates(cls, v: Rates) -> Rates:
@@ -162,7 +176,7 @@ class RunSpec(BaseModel):
         if (self.task == "text") != (self.model == "gpt"):
             raise ValueError("the text task trains model 'gpt', and model 'gpt' trains the text "
                              f"task (got task {self.task!r} with model {self.model!r})")
-        if self.model in ("transformer", "gpt") and self.d_model % self.n_heads:
+        if "n_heads" in model_settings(self.model) and self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if self.embedding_lr == "adaptive" and self.model == "mlp" and not self.embedding:
             raise ValueError("embedding_lr 'adaptive' needs an embedding table (the MLP has "
@@ -178,7 +192,7 @@ class RunSpec(BaseModel):
             raise ValueError(f"group rules name {sorted(groups - set(GROUPS))}: give lr as a "
                              "table of rates per group")
         build_task(self.task, **self.task_args())  # raises TaskError for impossible settings
-        if self.model == "transformer" and self.max_len is not None \
+        if "max_len" in model_settings(self.model) and self.max_len is not None \
                 and self.max_len < self.seq_len():
             raise ValueError(f"max_len {self.max_len} is shorter than the task's sequences "
                              f"({self.seq_len()} tokens)")
@@ -225,12 +239,9 @@ class RunSpec(BaseModel):
             out.add("filter_alpha")
         if self.d_ff == 4 * self.d_model:
             out.add("d_ff")
-        if self.model != "transformer" or self.max_len == self.seq_len():
-            out.add("max_len")
-        out |= {"transformer": {"d_hidden", "activation", "embedding"},
-                "mlp": {"n_heads", "d_ff"},
-                "lstm": {"n_heads", "d_ff", "activation", "embedding"},
-                "gpt": {"d_hidden", "activation", "embedding", "max_len"}}[self.model]
+        out |= {f for f in MODEL_FIELDS if f not in model_settings(self.model)}
+        if self.max_len is not None and self.max_len == self.seq_len():
+            out.add("max_len")  # exactly the positions the task has: as if unset
         if self.task == "text":
             out.add("train_fraction")  # the split is fixed: first 90 % / last 10 %
         if self.stop_val_acc is None:

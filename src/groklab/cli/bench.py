@@ -37,11 +37,11 @@ def bench(
         fail(f"--cohorts {cohorts!r}: use comma-separated positive integers")
     if not sizes or min(sizes) < 1:
         fail(f"--cohorts {cohorts!r}: use comma-separated positive integers")
-    from groklab.models import MODEL_NAMES
+    from groklab.models import model_names
 
     models = [m.strip() for m in model.split(",") if m.strip()]
-    if not models or any(m not in MODEL_NAMES for m in models):
-        fail(f"--model {model!r}: use one or more of {', '.join(MODEL_NAMES)}")
+    if not models or any(m not in model_names() for m in models):
+        fail(f"--model {model!r}: use one or more of {', '.join(model_names())}")
     if batch_size is not None and batch_size < 1:
         fail(f"--batch-size must be at least 1, got {batch_size}")
     import torch

@@ -18,7 +18,6 @@ from groklab.cli.common import (
     make_executor,
     parse_settings,
 )
-from groklab.store import STORE_NAME, Store
 
 
 def tune(
@@ -127,6 +126,8 @@ def tune(
 
 def _recorded_metrics(out: Path) -> list[str]:
     """Named metrics already in OUT's store (none when there is no store yet)."""
+    from groklab.store import STORE_NAME, Store
+
     if not (out / STORE_NAME).is_file():
         return []
     with Store(out, create=False) as store:

@@ -33,6 +33,7 @@ import torch
 
 from groklab.engine.hooks import CohortView, HookResult
 from groklab.engine.params import FlatParams
+from groklab.models import CohortModel
 from groklab.optim.rates import RatePolicy
 from groklab.spec import RunSpec
 
@@ -169,12 +170,12 @@ class EmbeddingMonitor:
                         for p, v in sd["vectors"].items()}
 
 
-def embedding_monitor(specs: Sequence[RunSpec], model: object, policy: RatePolicy,
+def embedding_monitor(specs: Sequence[RunSpec], model: CohortModel, policy: RatePolicy,
                       vocab_size: int, device: torch.device) -> EmbeddingMonitor | None:
     """The cohort's monitor when a run uses the adaptive rate or records diagnostics (and
     the model has an embedding table); else None."""
     wanted = any(s.embedding_lr == "adaptive" or s.diagnostics for s in specs)
-    pair = getattr(model, "embedding_pair", lambda: None)()
+    pair = model.embedding_pair()
     if not wanted or pair is None or pair[0] not in policy.layout.infos:
         return None
     return EmbeddingMonitor(specs, pair, vocab_size, policy, device)

@@ -83,11 +83,30 @@ def layered_param_info(shapes: dict[str, tuple[int, ...]], n_layers: int
     return out
 
 
-def layered_groups(n_layers: int) -> GroupRules:
-    """embedding = ``tok_emb``; lower = the first half of ``layers.*`` (at least one);
-    higher = the rest and the head."""
+def layered_groups(n_layers: int, blocks: str = "layers", embeddings: str = "tok_emb"
+                   ) -> GroupRules:
+    """embedding = the parameters the regex ``embeddings`` names in full; lower = the first
+    half of ``{blocks}.*`` (at least one block); higher = the rest and the head."""
     lower = "|".join(str(i) for i in range(n_layers // 2 or 1))
-    return ((r"^tok_emb$", "embedding"), (rf"^layers\.({lower})\.", "lower"), (r".*", "higher"))
+    return ((rf"^{embeddings}$", "embedding"), (rf"^{blocks}\.({lower})\.", "lower"),
+            (r".*", "higher"))
+
+
+class AttentionBlocks:
+    """What the attention models (``Transformer``, ``GPT``) share: token and position
+    embeddings, then ``blocks.{i}.`` whose first matrix is the q/k/v in-projection."""
+
+    n_layers: int
+
+    def default_groups(self) -> GroupRules:
+        """embedding (token and position tables); lower = the first half of the blocks;
+        higher = the rest, the final norm and the head."""
+        return layered_groups(self.n_layers, "blocks", "(tok_emb|pos_emb)")
+
+    def embedding_pair(self) -> tuple[str, str] | None:
+        """The token embedding and the first weight matrix downstream of it (block 0's
+        q/k/v in-projection), for the embedding study (engine/embedding.py)."""
+        return "tok_emb", "blocks.0.attn.qkv.weight"
 
 
 class CohortModel(Protocol):
@@ -117,4 +136,17 @@ class CohortModel(Protocol):
 
     def default_groups(self) -> GroupRules:
         """How parameter names map to the learning-rate groups embedding / lower / higher."""
+        ...
+
+    def embedding_pair(self) -> tuple[str, str] | None:
+        """The token embedding table and the first weight matrix downstream of it, for the
+        embedding study (engine/embedding.py); None when the model has no embedding table."""
+        ...
+
+    def forward_flops(self, n_examples: int) -> int:
+        """Matmul FLOPs (2·m·n·k each) of ``forward`` on ``n_examples`` examples of one run."""
+        ...
+
+    def train_step_flops(self, batch: int) -> int:
+        """Matmul FLOPs of one training step (forward and backward) on ``batch`` examples."""
         ...

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from groklab.models.base import GroupRules, RunRandom, check_heads, dropout
+from groklab.models.base import AttentionBlocks, RunRandom, check_heads, dropout
 from groklab.models.layout import ParamInfo
+from groklab.models.registry import register_model
 from groklab.models.stacked import embed, linear
+from groklab.tasks import TaskData
 
 INIT_STD = 0.02
 
@@ -40,7 +42,7 @@ def _norm_linear(x: torch.Tensor, w: torch.Tensor, matrix: torch.Tensor) -> torc
 
 
 @dataclass(frozen=True)
-class GPT:
+class GPT(AttentionBlocks):
     vocab_size: int
     seq_len: int  # the context: position embeddings and the longest window
     n_layers: int = 4
@@ -93,16 +95,6 @@ class GPT:
                 t.normal_(0.0, std, generator=generator)
             params[name] = t
         return params
-
-    def default_groups(self) -> GroupRules:
-        """embedding (token table = head, positions); lower = first half of the blocks;
-        higher = the rest and the final norm."""
-        lower = "|".join(str(i) for i in range(self.n_layers // 2 or 1))
-        return ((r"^(tok_emb|pos_emb)$", "embedding"), (rf"^blocks\.({lower})\.", "lower"),
-                (r".*", "higher"))
-
-    def embedding_pair(self) -> tuple[str, str]:
-        return "tok_emb", "blocks.0.attn.qkv.weight"
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self, params: dict[str, torch.Tensor], tokens: torch.Tensor, *,
@@ -208,3 +200,12 @@ class GPT:
             x, kv = self._block(P, f"blocks.{i}.", x, None, None if cache is None else cache[i])
             new_cache.append(kv)
         return self._head(P, x)[:, 0], new_cache
+
+
+# d_ff stays in a gpt run's identity although the model reads none (its MLP is 4 · d_model
+# wide), as it did before models declared their settings: no existing run id changes.
+@register_model("gpt", unread=("d_ff",))
+def build_gpt(task: TaskData, *, n_layers: int, d_model: int, n_heads: int) -> GPT:
+    """The character model of a run (the text task: the window is the task's length)."""
+    return GPT(vocab_size=task.vocab_size, seq_len=task.seq_len, n_layers=n_layers,
+               d_model=d_model, n_heads=n_heads)

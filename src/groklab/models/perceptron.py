@@ -26,7 +26,9 @@ from groklab.models.base import (
     layered_param_info,
 )
 from groklab.models.layout import ParamInfo
+from groklab.models.registry import register_model
 from groklab.models.stacked import embed, linear, uniform_
+from groklab.tasks import TaskData
 
 ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "tanh": torch.tanh}
 
@@ -123,3 +125,12 @@ class MLP:
     def train_step_flops(self, batch: int) -> int:
         """Forward + backward (each matmul's backward costs two matmuls of its size)."""
         return 3 * self.forward_flops(batch)
+
+
+@register_model("mlp")
+def build_mlp(task: TaskData, *, n_layers: int, d_model: int, d_hidden: int, activation: str,
+              embedding: bool) -> MLP:
+    """The MLP of a run."""
+    return MLP(vocab_size=task.vocab_size, n_classes=task.n_classes, seq_len=task.seq_len,
+               n_layers=n_layers, d_model=d_model, d_hidden=d_hidden, activation=activation,
+               embedding=embedding)

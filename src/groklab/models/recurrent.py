@@ -25,7 +25,9 @@ from groklab.models.base import (
     layered_param_info,
 )
 from groklab.models.layout import ParamInfo
+from groklab.models.registry import register_model
 from groklab.models.stacked import embed, linear, uniform_
+from groklab.tasks import TaskData
 
 
 @dataclass(frozen=True)
@@ -121,3 +123,10 @@ class LSTM:
     def train_step_flops(self, batch: int) -> int:
         """Forward + backward (each matmul's backward costs two matmuls of its size)."""
         return 3 * self.forward_flops(batch)
+
+
+@register_model("lstm")
+def build_lstm(task: TaskData, *, n_layers: int, d_model: int, d_hidden: int) -> LSTM:
+    """The LSTM of a run."""
+    return LSTM(vocab_size=task.vocab_size, n_classes=task.n_classes, seq_len=task.seq_len,
+                n_layers=n_layers, d_model=d_model, d_hidden=d_hidden)

@@ -17,15 +17,17 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from groklab.models.base import GroupRules, RunRandom, check_heads, dropout
+from groklab.models.base import AttentionBlocks, RunRandom, check_heads, dropout
 from groklab.models.layout import ParamInfo
+from groklab.models.registry import register_model
 from groklab.models.stacked import embed, layer_norm, linear, uniform_
+from groklab.tasks import TaskData
 
 Drop = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class Transformer:
+class Transformer(AttentionBlocks):
     vocab_size: int
     n_classes: int
     seq_len: int
@@ -112,20 +114,6 @@ class Transformer:
             params[name] = t
         return params
 
-    def embedding_pair(self) -> tuple[str, str]:
-        """The token embedding and the first weight matrix downstream of it (block 0's
-        q/k/v in-projection), for the embedding study (engine/embedding.py)."""
-        return "tok_emb", "blocks.0.attn.qkv.weight"
-
-    def default_groups(self) -> GroupRules:
-        """embedding; lower = first half of the blocks; higher = the rest, final LN and head."""
-        lower = "|".join(str(i) for i in range(self.n_layers // 2 or 1))
-        return (
-            (r"^(tok_emb|pos_emb)$", "embedding"),
-            (rf"^blocks\.({lower})\.", "lower"),
-            (r".*", "higher"),
-        )
-
     def forward(self, params: dict[str, torch.Tensor], tokens: torch.Tensor, *,
                 train: bool = False, rng: RunRandom | None = None) -> torch.Tensor:
         """tokens ``[R, B, T]`` -> logits ``[R, B, n_classes]`` at the last position.
@@ -207,3 +195,14 @@ class Transformer:
         h = layer_norm(x_last + a, P[pre + "ln1.weight"], P[pre + "ln1.bias"])
         f = drop(self._ffn(P, pre, h))
         return layer_norm(h + f, P[pre + "ln2.weight"], P[pre + "ln2.bias"])
+
+
+@register_model("transformer")
+def build_transformer(task: TaskData, *, n_layers: int, d_model: int, n_heads: int,
+                      d_ff: int | None, max_len: int | None, semantics: int) -> Transformer:
+    """The Transformer of a run: ``d_ff`` None is 4 · d_model; semantics version 1 is the
+    legacy initialisation."""
+    return Transformer(vocab_size=task.vocab_size, n_classes=task.n_classes,
+                       seq_len=task.seq_len, n_layers=n_layers, d_model=d_model,
+                       n_heads=n_heads, d_ff=d_ff or 4 * d_model, legacy_init=semantics == 1,
+                       max_len=max_len)

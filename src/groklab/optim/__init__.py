@@ -2,7 +2,8 @@
 (the parameter layout they read is ``groklab.models.layout``)."""
 
 from groklab.optim.batched import build_optimizer
+from groklab.optim.chains import chain_names, register_chain
 from groklab.optim.rates import RatePolicy
 from groklab.optim.transforms import Chain
 
-__all__ = ["Chain", "RatePolicy", "build_optimizer"]
+__all__ = ["Chain", "RatePolicy", "build_optimizer", "chain_names", "register_chain"]

@@ -1,8 +1,9 @@
 """The optimiser a run's spec names, as a chain of transforms (see ``optim.transforms``).
 
-``build_chain`` reads every per-run setting from each run's own spec (betas, eps, weight
-decay and its mask, momentum, Nesterov, clipping, filter strength); the optimiser family and
-Grokfast filters are per run too: runs with different filters, or none, share a cohort.
+``build_optimizer`` reads every per-run setting from each run's own spec (betas, eps, weight
+decay and its mask, momentum, Nesterov, clipping, filter strength) and puts the Grokfast
+filters and clipping in front of the optimiser's named chain (``optim.chains``). Filters are
+per run: runs with different filters, or none, share a cohort.
 """
 
 from __future__ import annotations
@@ -13,17 +14,13 @@ from typing import TYPE_CHECKING
 import torch
 
 from groklab.models.layout import KINDS, ParamLayout
+from groklab.optim.chains import CohortHyper, column, optimizer_chain
 from groklab.optim.rates import RatePolicy
 from groklab.optim.transforms import (
-    AddDecayedWeights,
-    AddL2,
     Chain,
     ClipByGlobalNorm,
     EmaFilter,
     MaFilter,
-    Momentum,
-    ScaleByAdam,
-    ScaleByRate,
     Subset,
     Transform,
 )
@@ -31,18 +28,12 @@ from groklab.optim.transforms import (
 if TYPE_CHECKING:
     from groklab.spec import RunSpec
 
-OPTIMIZERS = ("adamw", "adam", "sgd")
-
-
-def _col(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(list(values), dtype=like.dtype, device=like.device).view(-1, 1)
-
 
 def decay_columns(specs: Sequence[RunSpec], layout: ParamLayout, like: torch.Tensor
                   ) -> torch.Tensor:
     """Per-run weight decay: ``[R, 1]`` when every run decays everything, else ``[R, N]``
     with zeros where a run's ``decay_params`` excludes the column."""
-    wd = _col([s.weight_decay for s in specs], like)
+    wd = column([s.weight_decay for s in specs], like)
     if all(s.decay_params == "all" for s in specs):
         return wd
     kinds = {"all": KINDS, "matrices": ("matrix",), "2d": ("matrix", "embedding")}
@@ -60,8 +51,8 @@ def grokfast_filters(specs: Sequence[RunSpec], params: torch.Tensor) -> list[Tra
             groups.setdefault((s.grad_filter, window), []).append(i)
     out: list[Transform] = []
     for (kind, window), rows in groups.items():
-        lamb = _col([specs[i].resolved_filter_lamb() for i in rows], params)
-        f: Transform = (EmaFilter({"alpha": _col([specs[i].filter_alpha for i in rows], params),
+        lamb = column([specs[i].resolved_filter_lamb() for i in rows], params)
+        f: Transform = (EmaFilter({"alpha": column([specs[i].filter_alpha for i in rows], params),
                                    "lamb": lamb}) if kind == "ema"
                         else MaFilter(window, {"lamb": lamb}))
         out.append(f if len(rows) == len(specs) else Subset(f, rows))
@@ -70,27 +61,14 @@ def grokfast_filters(specs: Sequence[RunSpec], params: torch.Tensor) -> list[Tra
 
 def transforms_for(specs: Sequence[RunSpec], layout: ParamLayout, params: torch.Tensor
                    ) -> list[Transform]:
-    """The transform list of a cohort's optimiser, hyper-parameters per run."""
-    s0 = specs[0]
-    col = lambda values: _col(values, params)  # noqa: E731
-    out: list[Transform] = []
-    out += grokfast_filters(specs, params)
+    """The transform list of a cohort's optimiser, hyper-parameters per run: the Grokfast
+    filters, clipping, then the chain named by the cohort's ``optimizer``."""
+    chain = optimizer_chain(specs[0].optimizer)
+    out = grokfast_filters(specs, params)
     if any(s.grad_clip is not None for s in specs):
-        out.append(ClipByGlobalNorm({"max_norm": col(
-            [s.grad_clip if s.grad_clip is not None else float("inf") for s in specs])}))
-    wd = decay_columns(specs, layout, params)
-    adam = {"beta1": col([s.beta1 for s in specs]), "beta2": col([s.beta2 for s in specs]),
-            "eps": col([s.eps for s in specs])}
-    if s0.optimizer == "adamw":
-        out += [ScaleByAdam(adam), AddDecayedWeights({"wd": wd})]
-    elif s0.optimizer == "adam":
-        out += [AddL2({"wd": wd}), ScaleByAdam(adam)]
-    elif s0.optimizer == "sgd":
-        out += [AddL2({"wd": wd}), Momentum({"momentum": col([s.momentum for s in specs]),
-                                             "nesterov": col([s.nesterov for s in specs])})]
-    else:
-        raise ValueError(f"unknown optimizer {s0.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-    return [*out, ScaleByRate()]
+        out.append(ClipByGlobalNorm({"max_norm": column(
+            [s.grad_clip if s.grad_clip is not None else float("inf") for s in specs], params)}))
+    return out + chain(CohortHyper(specs, params, decay_columns(specs, layout, params)))
 
 
 def build_optimizer(specs: Sequence[RunSpec], layout: ParamLayout, params: torch.Tensor

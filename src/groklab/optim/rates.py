@@ -109,8 +109,9 @@ class RatePolicy:
             return self.base()
         return self.base() * self.factor(t)
 
-    def select(self, keep: torch.Tensor) -> None:
+    def select(self, keep: Sequence[int]) -> None:
         """Keep only the runs at positions ``keep`` (retired runs leave the cohort)."""
+        keep = torch.as_tensor(list(keep), dtype=torch.long, device=self.device)
         self.slot_rates = self.slot_rates[keep.cpu()]
         self.hp = {k: v[keep] for k, v in self.hp.items()}
         self._cols = None

@@ -8,9 +8,10 @@ backward and applies the result (docs/design.md, decision 8):
     filter (Grokfast; per run via Subset) -> clip (per run) -> L2 / moments (Adam) or momentum (SGD)
     -> decoupled weight decay (masked) -> scale by -rate (from the rate policy)
 
-``torch.optim`` is the reference: ``adamw_chain`` equals ``torch.optim.AdamW`` with parameter
-groups, ``adam_chain`` ``torch.optim.Adam`` and ``sgd_chain`` ``torch.optim.SGD``
-(tests/test_optim.py, tests/test_transforms.py).
+The named chains of optim/chains.py assemble them; ``torch.optim`` is the reference:
+``adamw_chain`` equals ``torch.optim.AdamW`` with parameter groups, ``adam_chain``
+``torch.optim.Adam`` and ``sgd_chain`` ``torch.optim.SGD`` (tests/test_optim.py,
+tests/test_transforms.py).
 """
 
 from __future__ import annotations
@@ -50,7 +51,6 @@ class Transform:
     """Base: per-run hyper-parameters ``hp`` (run axis first); stateless unless overridden."""
 
     hp: dict[str, torch.Tensor] = field(default_factory=dict)
-    _t = 0  # the chain's update count, set by Chain before run_state / load_run_state
 
     def init(self, params: torch.Tensor) -> State:
         return {}
@@ -68,12 +68,14 @@ class Transform:
     def name(self) -> str:
         return type(self).__name__
 
-    def run_state(self, i: int, state: State) -> State:
-        """Run ``i``'s state, by ``<transform>.<key>`` (its row of every state tensor)."""
+    def run_state(self, i: int, state: State, t: int) -> State:
+        """Run ``i``'s state, by ``<transform>.<key>`` (its row of every state tensor), at
+        the chain's update count ``t`` (for state laid out by the count: ``MaFilter``)."""
         return {f"{self.name}.{k}": v[i].clone() for k, v in state.items()}
 
-    def load_run_state(self, i: int, state: State, saved: State) -> None:
-        """Set run ``i``'s rows from a ``run_state`` (of the same transform)."""
+    def load_run_state(self, i: int, state: State, saved: State, t: int) -> None:
+        """Set run ``i``'s rows from a ``run_state`` (of the same transform), at this chain's
+        update count ``t``."""
         for k, v in state.items():
             v[i] = saved[f"{self.name}.{k}"]
 
@@ -107,16 +109,14 @@ class Subset(Transform):
         where = (self.rows == i).nonzero().flatten().tolist()
         return where[0] if where else None
 
-    def run_state(self, i: int, state: State) -> State:
+    def run_state(self, i: int, state: State, t: int) -> State:
         row = self._row(i)
-        self.inner._t = self._t
-        return {} if row is None else self.inner.run_state(row, state)
+        return {} if row is None else self.inner.run_state(row, state, t)
 
-    def load_run_state(self, i: int, state: State, saved: State) -> None:
+    def load_run_state(self, i: int, state: State, saved: State, t: int) -> None:
         row = self._row(i)
-        self.inner._t = self._t
         if row is not None:
-            self.inner.load_run_state(row, state, saved)
+            self.inner.load_run_state(row, state, saved, t)
 
     def select(self, keep: torch.Tensor, state: State) -> None:
         where = {int(r): i for i, r in enumerate(self.rows.tolist())}
@@ -173,19 +173,19 @@ class MaFilter(Transform):
             return u
         return u.add_(total * (self.hp["lamb"] / self.window))
 
-    def run_state(self, i: int, state: State) -> State:
+    def run_state(self, i: int, state: State, t: int) -> State:
         """Run ``i``'s window in age order (oldest first), so a run carried into another
         cohort finds its slots where that cohort's count puts them."""
-        out = super().run_state(i, state)
+        out = super().run_state(i, state, t)
         key = f"{self.name}.window"
-        out[key] = torch.roll(out[key], -(self._t % self.window), 0)
+        out[key] = torch.roll(out[key], -(t % self.window), 0)
         return out
 
-    def load_run_state(self, i: int, state: State, saved: State) -> None:
-        """The inverse of ``run_state`` at this chain's count (0 at a cohort's start)."""
+    def load_run_state(self, i: int, state: State, saved: State, t: int) -> None:
+        """The inverse of ``run_state`` at this chain's count ``t`` (0 at a cohort's start)."""
         key = f"{self.name}.window"
-        aligned = dict(saved) | {key: torch.roll(saved[key], self._t % self.window, 0)}
-        super().load_run_state(i, state, aligned)
+        aligned = dict(saved) | {key: torch.roll(saved[key], t % self.window, 0)}
+        super().load_run_state(i, state, aligned, t)
 
 
 class ClipByGlobalNorm(Transform):
@@ -283,8 +283,9 @@ class Chain:
         self.params.add_(u)
         self.t += 1
 
-    def select(self, keep: torch.Tensor) -> None:
+    def select(self, keep: Sequence[int]) -> None:
         """Keep the runs at positions ``keep`` (the parameters are re-pointed by the caller)."""
+        keep = torch.as_tensor(list(keep), dtype=torch.long, device=self.params.device)
         for tr, state in zip(self.transforms, self.states, strict=True):
             tr.select(keep, state)
         if self.offset is not None:
@@ -296,8 +297,7 @@ class Chain:
         ``t`` (a warm start may carry it: ``load_run_state``)."""
         out: State = {"t": torch.tensor(self.t + self._offset(i), dtype=torch.int64)}
         for tr, state in zip(self.transforms, self.states, strict=True):
-            tr._t = self.t
-            out |= tr.run_state(i, state)
+            out |= tr.run_state(i, state, self.t)
         return out
 
     @torch.no_grad()
@@ -309,15 +309,14 @@ class Chain:
             raise RuntimeError("optimiser state is carried in before the first update")
         mine: set[str] = set()
         for tr, state in zip(self.transforms, self.states, strict=True):
-            tr._t = self.t
-            mine |= set(tr.run_state(i, state))
+            mine |= set(tr.run_state(i, state, self.t))
         theirs = set(saved) - {"t"}
         if mine != theirs:
             raise ValueError(f"the carried optimiser state holds {sorted(theirs)}, this run's "
                              f"optimiser {sorted(mine)}: same optimiser and gradient filter "
                              "needed")
         for tr, state in zip(self.transforms, self.states, strict=True):
-            tr.load_run_state(i, state, saved)
+            tr.load_run_state(i, state, saved, self.t)
         if self.offset is None:
             self.offset = torch.zeros(self.params.shape[0], 1, dtype=self.params.dtype,
                                       device=self.params.device)

@@ -1,4 +1,4 @@
-"""Character language modelling on a text corpus (SPEC §7): the ``text`` task.
+"""Character language modelling on a text corpus (docs/protocol.md §7): the ``text`` task.
 
 A corpus is any UTF-8 text file, or ``tinyshakespeare`` (shipped with the package as
 ``groklab/data/tinyshakespeare.txt.gz``, so it works offline). Its alphabet is the sorted set

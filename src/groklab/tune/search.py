@@ -90,29 +90,27 @@ def tune(out: str | Path, space: Space, *, trials: int, batch: int = 8, seeds: i
         label = f"t{trial.number:04d}"
         return [space.spec(trial.params, seed=s, label=label) for s in range(seeds)]
 
-    pending = [(t, specs_of(t)) for t in me.orphans(study)]
-    pending = _tell_finished(study, out, pending, metric, result)
-    while True:
-        room = trials - _counted(study, me)
-        new = [study.ask(distributions) for _ in range(max(0, min(batch, room)))]
-        for t in new:
-            me.claim(t)
-        pending += [(t, specs_of(t)) for t in new]
-        if not pending:
-            break
-        with Store(out) as store:
+    with Store(out) as store:  # one store for the whole invocation
+        pending = [(t, specs_of(t)) for t in me.orphans(study)]
+        pending = _tell_finished(study, store, pending, metric, result)
+        while True:
+            room = trials - _counted(study, me)
+            new = [study.ask(distributions) for _ in range(max(0, min(batch, room)))]
+            for t in new:
+                me.claim(t)
+            pending += [(t, specs_of(t)) for t in new]
+            if not pending:
+                break
             store.record_study(name, definition, environment(device), _members(study, me))
-        t0 = time.perf_counter()
-        counts = run_specs([s for _, specs in pending for s in specs], out, device=device,
-                           progress=progress, hooks=hooks, executor=executor)
-        result.trained += counts["trained"]
-        with Store(out) as store:
+            t0 = time.perf_counter()
+            counts = run_specs([s for _, specs in pending for s in specs], out, device=device,
+                               progress=progress, hooks=hooks, executor=executor, store=store)
+            result.trained += counts["trained"]
             store.add_study_time(name, time.perf_counter() - t0)
-        left = _tell_finished(study, out, pending, metric, result)
-        if left and not new:
-            break  # runs another live process trains: leave them to it
-        pending = left
-    with Store(out) as store:
+            left = _tell_finished(study, store, pending, metric, result)
+            if left and not new:
+                break  # runs another live process trains: leave them to it
+            pending = left
         store.record_study(name, definition, environment(device), _members(study, me))
     _summarise(study, result)
     return result
@@ -180,27 +178,26 @@ def _counted(study: Any, me: Owner) -> int:
     return n
 
 
-def _tell_finished(study: Any, out: str | Path, pending: list[tuple[Any, list[RunSpec]]],
+def _tell_finished(study: Any, store: Store, pending: list[tuple[Any, list[RunSpec]]],
                    metric: str, result: TuneResult) -> list[tuple[Any, list[RunSpec]]]:
     """Tell every pending trial whose runs are finished in the store; return the rest."""
     from optuna.trial import TrialState
 
     left = []
-    with Store(out) as store:
-        for trial, specs in pending:
-            ids = [s.run_id for s in specs]
-            got = outcome(store, ids, metric)
-            if got is None:
-                left.append((trial, specs))
-                continue
-            trial.set_user_attr("run_ids", ids)
-            for k, v in got.details.items():
-                trial.set_user_attr(k, v)
-            if got.value != got.value:  # NaN: the runs did not record the metric
-                study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            else:
-                study.tell(trial, got.value, skip_if_finished=True)
-            result.told += 1
+    for trial, specs in pending:
+        ids = [s.run_id for s in specs]
+        got = outcome(store, ids, metric)
+        if got is None:
+            left.append((trial, specs))
+            continue
+        trial.set_user_attr("run_ids", ids)
+        for k, v in got.details.items():
+            trial.set_user_attr(k, v)
+        if got.value != got.value:  # NaN: the runs did not record the metric
+            study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        else:
+            study.tell(trial, got.value, skip_if_finished=True)
+        result.told += 1
     return left
 
 

@@ -1,0 +1,99 @@
+"""Named chains: each optimiser name maps to the function that builds its transforms.
+
+A chain function takes a cohort's per-run hyper-parameters (``CohortHyper``) and returns the
+optimiser's transforms, ending in the step by -rate; ``optim.batched`` puts the gradient
+filters and clipping in front. Adding an optimiser is one function decorated with
+``@register_chain("name")`` (and the name in ``groklab.spec.OptimizerName``; a test keeps the
+two equal).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from groklab.optim.transforms import (
+    AddDecayedWeights,
+    AddL2,
+    Momentum,
+    ScaleByAdam,
+    ScaleByRate,
+    Transform,
+)
+
+if TYPE_CHECKING:
+    from groklab.spec import RunSpec
+
+
+def column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
+    """``[R, 1]``: one value per run, in the dtype and on the device of ``like``."""
+    return torch.tensor(list(values), dtype=like.dtype, device=like.device).view(-1, 1)
+
+
+@dataclass(frozen=True)
+class CohortHyper:
+    """A cohort's per-run hyper-parameters: the runs' specs, the ``[R, N]`` parameters whose
+    dtype and device the columns take, and the weight decay ``wd`` (``[R, 1]``, or ``[R, N]``
+    masked by each run's ``decay_params``)."""
+
+    specs: Sequence[RunSpec]
+    params: torch.Tensor
+    wd: torch.Tensor
+
+    def setting(self, name: str) -> torch.Tensor:
+        """``[R, 1]``: every run's spec setting ``name``."""
+        return column([getattr(s, name) for s in self.specs], self.params)
+
+
+ChainBuilder = Callable[[CohortHyper], list[Transform]]
+_CHAINS: dict[str, ChainBuilder] = {}
+
+
+def register_chain(name: str) -> Callable[[ChainBuilder], ChainBuilder]:
+    """Decorator: register ``chain(hyper) -> transforms`` as optimiser ``name``."""
+
+    def wrap(chain: ChainBuilder) -> ChainBuilder:
+        _CHAINS[name] = chain
+        return chain
+
+    return wrap
+
+
+def chain_names() -> list[str]:
+    """Every registered optimiser's name, sorted."""
+    return sorted(_CHAINS)
+
+
+def optimizer_chain(name: str) -> ChainBuilder:
+    """The chain function of optimiser ``name`` (``ValueError`` for an unknown name)."""
+    if name not in _CHAINS:
+        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(chain_names())}")
+    return _CHAINS[name]
+
+
+def _adam(h: CohortHyper) -> ScaleByAdam:
+    return ScaleByAdam({"beta1": h.setting("beta1"), "beta2": h.setting("beta2"),
+                        "eps": h.setting("eps")})
+
+
+@register_chain("adamw")
+def adamw_chain(h: CohortHyper) -> list[Transform]:
+    """``torch.optim.AdamW``: Adam's moments, then decoupled weight decay."""
+    return [_adam(h), AddDecayedWeights({"wd": h.wd}), ScaleByRate()]
+
+
+@register_chain("adam")
+def adam_chain(h: CohortHyper) -> list[Transform]:
+    """``torch.optim.Adam``: weight decay added to the gradient (L2), then Adam's moments."""
+    return [AddL2({"wd": h.wd}), _adam(h), ScaleByRate()]
+
+
+@register_chain("sgd")
+def sgd_chain(h: CohortHyper) -> list[Transform]:
+    """``torch.optim.SGD``: L2 weight decay, then momentum (Nesterov per run)."""
+    return [AddL2({"wd": h.wd}),
+            Momentum({"momentum": h.setting("momentum"), "nesterov": h.setting("nesterov")}),
+            ScaleByRate()]
