@@ -4,7 +4,9 @@ import os
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 from conftest import GROKLAB, groklab, results_json
@@ -134,3 +136,13 @@ def test_set_passes_any_run_setting_and_rejects_unknown_ones(tmp_path):
         proc = groklab("run", "--out", str(tmp_path / "never"), *bad, check=False)
         assert proc.returncode == 2 and message in proc.stderr
         assert not (tmp_path / "never").exists()
+
+
+def test_the_console_entry_points_run():
+    """`python -m groklab.cli` and the installed `groklab` script are the same command."""
+    from conftest import groklab_process
+
+    assert "Usage" in groklab_process("--help").stdout
+    script = Path(sys.executable).parent / "groklab"
+    proc = subprocess.run([str(script), "list"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "x_plus_y" in proc.stdout

@@ -190,3 +190,18 @@ def test_report_says_when_a_column_holds_differing_settings(tmp_path):
     write_runs(tmp_path / "p", [spec("x_plus_y", 1500), spec("x_plus_y", 1500, p=13)])
     md = write_report(tmp_path / "p").markdown.read_text()
     assert "| task | baseline (p=11) | baseline (p=13) |" in md and "differing" not in md
+
+
+def test_a_report_opens_the_store_once(tmp_path, monkeypatch):
+    write_runs(tmp_path, [RunSpec(task="x_plus_y", p=11, steps=30, lr_name="baseline", seed=s)
+                          for s in (0, 1)])
+    opened = []
+    real = Store.__init__
+
+    def counting(self, *args, **kwargs):
+        opened.append(args)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "__init__", counting)
+    files = write_report(tmp_path)
+    assert len(opened) == 1 and files.csv.is_file()

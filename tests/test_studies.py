@@ -168,3 +168,18 @@ def test_cli_list_shows_tasks_configurations_and_studies():
                  "paper-runs", "paper-ablation"):
         assert word in out
     assert "24 runs" in out and "60 runs" in out and "12 runs" in out
+
+
+def test_a_study_expands_once_and_an_overridden_copy_expands_its_own(monkeypatch):
+    import groklab.studies.study as module
+
+    built = []
+    real = module.stage_runs
+    monkeypatch.setattr(module, "stage_runs", lambda *args: built.append(1) or real(*args))
+    study = Study(name="s", settings=SMALL, seeds=(0, 1), grid={"weight_decay": [0.1, 1.0]})
+    assert len(built) == 4  # expanded (and checked) on construction
+    assert study.expand() == study.expand() and study.expand() is not study.expand()
+    assert len(study.specs()) == 4 and len(built) == 4
+    quick = study.with_overrides(steps=5)
+    assert len(built) == 8 and {r.spec.steps for r in quick.expand()} == {5}
+    assert {r.spec.steps for r in study.expand()} == {40} and len(built) == 8

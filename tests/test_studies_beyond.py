@@ -102,3 +102,21 @@ def test_embedding_study_expands_and_reports_its_diagnostics(tmp_path):
     assert {"sigma_max_E", "eta_E_over_eta_W", "sigma_max_E / sigma_max_W"} <= names
     one_hot = data.metrics[data.metrics["config"] == "mlp-one-hot"]
     assert one_hot.empty  # no embedding table: nothing to measure
+
+
+def test_run_study_opens_its_store_once_and_uses_a_given_one(tmp_path, monkeypatch):
+    study = preset("grokking-fraction").with_overrides(steps=5, seeds=1, **TINY)
+    opened = []
+    real = Store.__init__
+
+    def counting(self, *args, **kwargs):
+        opened.append(args)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "__init__", counting)
+    assert run_study(study, tmp_path, progress=False)["trained"] == 4
+    assert len(opened) == 1
+    with Store(tmp_path) as store:
+        counts = run_study(study, tmp_path, progress=False, store=store)
+        (recorded,) = store.studies()
+    assert len(opened) == 2 and counts["skipped"] == 4 and recorded["wall_s"] > 0

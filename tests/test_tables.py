@@ -164,3 +164,31 @@ def test_note_names_the_settings_a_column_holds_across_tasks(tmp_path):
         "Column `baseline` holds differing settings across tasks: steps (100, 200).")
     same = stored(tmp_path / "same", (spec(p=11), 0.2), (spec("permutation", p=13), 0.6))
     assert settings_note(summarize(same.runs)) is None
+
+
+def test_one_format_for_setting_values_and_cells():
+    from groklab.format import MISSING, WHOLE, mean_se, number, setting, stderr
+
+    assert (setting(0.001), setting(1.0), setting(7), setting(None)) == ("0.001", "1", "7", "None")
+    assert setting([1e-3, 2e-3]) == "(0.001, 0.002)" and setting({"a": 0.5}) == "{a=0.5}"
+    assert setting([1e-3, 2e-3], compact=True) == "0.001,0.002"  # a label's token: no spaces
+    assert setting({"a": 0.5, "b": 2.0}, compact=True) == "a=0.5,b=2"
+    assert setting(0.000812345, float_format=".3g") == "0.000812"
+    assert mean_se(300.0, 200 / math.sqrt(3), WHOLE) == "300 ± 115"  # whole steps
+    assert mean_se(0.99, math.nan) == "0.990"  # one seed: no stderr, no ±
+    assert mean_se(math.nan, math.nan) == mean_se(None, None) == number(None) == MISSING
+    assert math.isnan(stderr([1.0])) and stderr([1.0, 0.992]) == pytest.approx(0.004)
+    assert stderr([100, 500, 300]) == pytest.approx(200 / math.sqrt(3))
+
+
+def test_the_language_model_table_shows_one_seed_without_stderr():
+    from groklab.lm.summary import lm_frame, lm_summary, lm_table
+
+    row = {"id": "r", "label": "none", "seed": 0, "final_train_loss": 1.23456,
+           "best_val_loss": 1.5, "wall_s": 10.0, "train_tokens_per_s": 1000.4,
+           "gen_tokens_per_s": None, "sample": ""}
+    table = lm_table(lm_summary(lm_frame([row, {**row, "id": "s", "label": "two"},
+                                          {**row, "id": "t", "label": "two", "seed": 1,
+                                           "final_train_loss": 1.0}])))
+    assert list(table.loc["none"]) == [1, "1.235", "1.500", "10", "1000", "—"]
+    assert table.loc["two", "final train loss"] == "1.117 ± 0.117"

@@ -2,9 +2,9 @@
 
 After a ``text`` run is finished (its curve and weights saved), the process that records it
 generates ``SAMPLE_TOKENS`` characters from its final weights (prompt: a newline,
-temperature 0.8, top-k 200, KV cache; docs/protocol.md §7) and records the text as ``sample`` and the
-speed as the named metric ``gen_tokens_per_s`` at the run's last step; the corpus's
-``alphabet`` is recorded too, so ``groklab sample`` needs only the store and the weights.
+temperature 0.8, top-k 200, KV cache; docs/protocol.md §7) and records the text as
+``sample`` and the speed as the named metric ``gen_tokens_per_s`` at the run's last step; the
+corpus's ``alphabet`` is recorded too, so ``groklab sample`` needs only the store and the weights.
 The sampling stream is seeded by the run's seed, so a run's sample does not depend on its
 cohort mates.
 """

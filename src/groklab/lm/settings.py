@@ -1,7 +1,8 @@
-"""Run settings of the character language model (docs/protocol.md §7): sizes and depth-decay strategies.
+"""Run settings of the character language model (docs/protocol.md §7): sizes and depth-decay
+strategies.
 
-``paper`` is docs/protocol.md §7's model and training (a GPU job). ``cpu`` is the default: the same code
-at a size whose 3-seed, 4-strategy study (12 runs, one cohort) trains in well under 30
+``paper`` is docs/protocol.md §7's model and training (a GPU job). ``cpu`` is the default: the
+same code at a size whose 3-seed, 4-strategy study (12 runs, one cohort) trains in well under 30
 minutes on 2 CPU cores and still learns real text (README, Language model). Both use
 nanoGPT's optimiser settings: AdamW with betas (0.9, 0.99), weight decay 0.1 on every
 matrix and embedding table (not on norms), gradient clipping at global norm 1.0 per run,

@@ -1,18 +1,24 @@
-"""The language-model table (SPEC §7 metrics), read from the store only.
+"""The language-model table (docs/protocol.md §7 metrics), from the store only.
 
 Per run: final train loss (the last evaluation's, on ``eval_batches`` training batches in
 eval mode), best validation loss over the evaluations, training wall time, training tokens
 per second (steps × batch × context / wall time; runs of one cohort share their wall time,
 so this is each run's share of the cohort's throughput), generation speed (``gen_tokens_per_s``,
-measured when the run finished) and the sample it generated.
+measured when the run finished) and the sample it generated. ``lm_row`` builds a row from
+what a run recorded; ``lm_runs`` reads every row of a store (``groklab lm``), the report
+builds them from the study data it loaded.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from groklab.format import ACCURACY, WHOLE, mean_se
 from groklab.store import Store
 
 COLUMNS = ("final_train_loss", "best_val_loss", "wall_s", "train_tokens_per_s",
@@ -20,12 +26,30 @@ COLUMNS = ("final_train_loss", "best_val_loss", "wall_s", "train_tokens_per_s",
 HEADERS = {"final_train_loss": "final train loss", "best_val_loss": "best val loss",
            "wall_s": "train time (s)", "train_tokens_per_s": "train tokens/s",
            "gen_tokens_per_s": "generated tokens/s"}
-DIGITS = {"final_train_loss": 3, "best_val_loss": 3, "wall_s": 0, "train_tokens_per_s": 0,
-          "gen_tokens_per_s": 0}
+FORMATS = {"final_train_loss": ACCURACY, "best_val_loss": ACCURACY, "wall_s": WHOLE,
+           "train_tokens_per_s": WHOLE, "gen_tokens_per_s": WHOLE}
+
+
+def lm_row(run: Mapping[str, Any], label: str, best_val_loss: float,
+           gen_tokens_per_s: float | None, sample: str) -> dict[str, Any]:
+    """One finished ``text`` run's row (``run``: its store row): id, label, seed, the
+    ``COLUMNS`` and ``sample``."""
+    tokens = run["steps"] * run["batch_size"] * run["context"]
+    wall = run["wall_s"]
+    return {"id": run["id"], "label": label, "seed": run["seed"],
+            "final_train_loss": run["final_train_loss"], "best_val_loss": best_val_loss,
+            "wall_s": wall, "train_tokens_per_s": tokens / wall if wall else None,
+            "gen_tokens_per_s": gen_tokens_per_s, "sample": sample}
+
+
+def lm_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """``lm_row``'s rows as a frame (the columns even when there are none)."""
+    return pd.DataFrame(list(rows), columns=["id", "label", "seed", *COLUMNS, "sample"])
 
 
 def lm_runs(path: str | Path) -> pd.DataFrame:
-    """One row per finished ``text`` run: id, label, seed, the ``COLUMNS`` and ``sample``."""
+    """One row per finished ``text`` run of ``path``'s store (``lm_row``), labelled by its
+    study membership (else its own label)."""
     rows = []
     with Store(path, create=False) as store:
         labels = {rid: label for study in store.studies()
@@ -33,36 +57,33 @@ def lm_runs(path: str | Path) -> pd.DataFrame:
         for r in store.runs():
             if r.get("task") != "text" or r["status"] != "finished":
                 continue
-            curve = store.curve(r["id"])
             named = {name: value for _, name, value in store.metrics(r["id"])}
-            tokens = r["steps"] * r["batch_size"] * r["context"]
-            rows.append({"id": r["id"], "label": labels.get(r["id"], r["label"]),
-                         "seed": r["seed"], "final_train_loss": r["final_train_loss"],
-                         "best_val_loss": min(row.val_loss for row in curve),
-                         "wall_s": r["wall_s"],
-                         "train_tokens_per_s": tokens / r["wall_s"] if r["wall_s"] else None,
-                         "gen_tokens_per_s": named.get("gen_tokens_per_s"),
-                         "sample": store.texts(r["id"]).get("sample", "")})
-    return pd.DataFrame(rows, columns=["id", "label", "seed", *COLUMNS, "sample"])
+            rows.append(lm_row(r, labels.get(r["id"], r["label"]),
+                               min(row.val_loss for row in store.curve(r["id"])),
+                               named.get("gen_tokens_per_s"),
+                               store.texts(r["id"]).get("sample", "")))
+    return lm_frame(rows)
 
 
 def lm_summary(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard error over seeds of every column, per label (in order of appearance)."""
+    """Mean and standard error over seeds of every column, per label (in order of appearance);
+    the standard error is NaN for a single seed."""
     out = []
     for label, group in runs.groupby("label", sort=False):
         row: dict[str, object] = {"label": label, "seeds": len(group)}
         for c in COLUMNS:
             values = group[c].astype(float)
             row[c] = values.mean()
-            row[c + "_se"] = values.std(ddof=1) / len(values) ** 0.5 if len(values) > 1 else 0.0
+            n = values.count()
+            row[c + "_se"] = values.std(ddof=1) / n ** 0.5 if n > 1 else math.nan
         out.append(row)
     return pd.DataFrame(out)
 
 
-def summary_table(summary: pd.DataFrame) -> pd.DataFrame:
-    """``lm_summary``'s numbers as ``mean ± stderr`` cells under readable headers, one row
-    per configuration, with the number of seeds first."""
-    table = pd.DataFrame({HEADERS[c]: [f"{m:.{DIGITS[c]}f} ± {s:.{DIGITS[c]}f}" for m, s in
+def lm_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """``lm_summary``'s numbers as ``mean ± stderr`` cells (``groklab.format.mean_se``) under
+    readable headers, one row per configuration, with the number of seeds first."""
+    table = pd.DataFrame({HEADERS[c]: [mean_se(m, s, FORMATS[c]) for m, s in
                                        zip(summary[c], summary[c + "_se"], strict=True)]
                           for c in COLUMNS}, index=summary["label"])
     table.insert(0, "seeds", summary["seeds"].to_numpy())

@@ -1,4 +1,4 @@
-"""A nanoGPT-style character model over stacked per-run parameters (SPEC §7).
+"""A nanoGPT-style character model over stacked per-run parameters (docs/protocol.md §7).
 
 nanoGPT's conventions: pre-norm blocks ``x = x + Attn(LN(x)); x = x + MLP(LN(x))``, causal
 self-attention, a GELU MLP of width 4·D, LayerNorm without bias, no biases anywhere, learned

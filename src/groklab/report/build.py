@@ -1,4 +1,8 @@
-"""Assemble a store's report: report.md, a self-contained report.html, figures/, summary.csv."""
+"""Assemble a store's report: report.md, a self-contained report.html, figures/, summary.csv.
+
+The entry points (``write_report``, ``summary_table``, ``load_studies``) open the store once,
+in ``load_studies``; every section reads the ``StudyData`` loaded there.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from groklab.format import WHOLE, number, setting
 from groklab.report.curriculum import curriculum_section
-from groklab.report.data import StudyData, load_studies
+from groklab.report.data import StudyData, read_studies
 from groklab.report.document import Block, Code, Figure, Heading, Paragraph, Table, to_markdown
 from groklab.report.html import to_html
 from groklab.report.lm import is_language_model_study, lm_section
@@ -26,19 +31,33 @@ from groklab.report.tables import (
     wide,
 )
 from groklab.spec import RunSpec
+from groklab.store import Store
 
 
 @dataclass(frozen=True)
 class ReportFiles:
+    """What ``write_report`` wrote."""
+
     markdown: Path
     html: Path
     csv: Path
     figures: list[Path]
 
 
+def load_studies(path: str | Path) -> list[StudyData]:
+    """Every study recorded in ``path``'s store (``data.read_studies``); the one place a
+    report opens the store."""
+    with Store(path, create=False) as store:
+        return read_studies(store)
+
+
 def summary_table(path: str | Path) -> pd.DataFrame:
     """Every study's summary (one row per study, task and configuration) from ``path``'s store."""
-    parts = [summarize(s.runs).assign(study=s.name) for s in load_studies(path)]
+    return _summaries(load_studies(path))
+
+
+def _summaries(studies: list[StudyData]) -> pd.DataFrame:
+    parts = [summarize(s.runs).assign(study=s.name) for s in studies]
     frame = pd.concat(parts, ignore_index=True)
     return frame[["study", *[c for c in frame.columns if c != "study"]]]
 
@@ -60,7 +79,7 @@ def write_report(path: str | Path) -> ReportFiles:
         blocks += section
         pngs += made
     csv = root / "summary.csv"
-    summary_table(root).to_csv(csv, index=False)
+    _summaries(studies).to_csv(csv, index=False)
     md = root / "report.md"
     md.write_text(to_markdown(blocks), encoding="utf-8")
     page = root / "report.html"
@@ -80,7 +99,7 @@ def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path
         section, made = lm_section(study, root, root / "figures" / _slug(study.name))
         return blocks + [Paragraph(_counts(study)), *section, *_settings(study)], made
     if definition.get("overrides"):
-        changed = "; ".join(f"`{k} = {', '.join(map(_show, v))}`"
+        changed = "; ".join(f"`{k} = {', '.join(map(setting, v))}`"
                             for k, v in definition["overrides"].items())
         seeds = ", ".join(map(str, definition["seeds"]))
         blocks.append(Paragraph(f"Run with overrides: {changed}; seeds {seeds}."))
@@ -116,7 +135,7 @@ def _counts(study: StudyData) -> str:
 
 
 def _figures(study: StudyData, root: Path) -> list[tuple[Path, str]]:
-    from groklab.report import figures  # matplotlib loads only when figures are drawn
+    import groklab.report.figures as figures  # matplotlib loads only when figures are drawn
 
     curves = study.curves
     palette = figures.colors(list(dict.fromkeys(study.finished["config"])))
@@ -181,7 +200,7 @@ def _settings(study: StudyData) -> list[Block]:
     common = {c: study.runs[c].iloc[0] for c in fields if cells[c].nunique(dropna=False) == 1}
     varying = [c for c in fields if c not in common]
     blocks.append(Paragraph("Common to every run: " + ", ".join(
-        f"`{k} = {_show(v)}`" for k, v in common.items()) + "."))
+        f"`{k} = {setting(v)}`" for k, v in common.items()) + "."))
     if varying:
         blocks.append(Paragraph("Varying: " + ", ".join(f"`{k}`" for k in varying) + "."))
     if study.definition:
@@ -194,8 +213,10 @@ def _settings(study: StudyData) -> list[Block]:
                                 f"{env['torch_threads']} torch threads), {env['platform']}. "
                                 f"Software: {versions}."))
     train_s = _training_seconds(study.finished)
-    wall = f"wall time {study.wall_s:.0f} s over all invocations; " if study.wall_s else ""
-    blocks.append(Paragraph(f"Time: {wall}training time {train_s:.0f} s (sum over cohorts)."))
+    wall = (f"wall time {number(study.wall_s, WHOLE)} s over all invocations; "
+            if study.wall_s else "")
+    blocks.append(Paragraph(f"Time: {wall}training time {number(train_s, WHOLE)} s (sum over "
+                            "cohorts)."))
     return blocks
 
 
@@ -204,10 +225,6 @@ def _training_seconds(runs: pd.DataFrame) -> float:
     if runs.empty:
         return 0.0
     return float(runs.drop_duplicates(["started", "wall_s"])["wall_s"].sum())
-
-
-def _show(v: object) -> str:
-    return f"{v:g}" if isinstance(v, float) else json.dumps(v) if isinstance(v, list) else str(v)
 
 
 def _slug(text: str) -> str:

@@ -11,23 +11,23 @@ report shows (docs/protocol.md §8):
   99 % (mean ± stderr over seeds), for the curricula and those from-scratch runs.
 
 Everything comes from the store (``StudyData``); a chain whose parent is not a finished run
-of the study is left out.
+of the study is left out. "The same last stage" is the same settings key
+(``RunSpec.settings_key``: every setting but the seed and ``init_from``), the key
+``StudyData.runs`` holds per run in column ``settings``.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from groklab.format import ACCURACY, MISSING, WHOLE, mean_se, stderr
 from groklab.report.data import StudyData
 from groklab.report.document import Block, Figure, Heading, Paragraph, Table
-from groklab.spec import stored_spec
 
 
 def chains(study: StudyData) -> dict[str, list[list[str]]]:
@@ -52,22 +52,16 @@ def chains(study: StudyData) -> dict[str, list[list[str]]]:
     return out
 
 
-def _scratch_key(row: dict[str, Any]) -> str:
-    ident = stored_spec(row).identity()
-    return json.dumps({k: v for k, v in ident.items() if k not in ("seed", "init_from")},
-                      sort_keys=True)
-
-
 def from_scratch(study: StudyData, last_ids: list[str]) -> list[str]:
-    """Configurations of the study that train the last stage of ``last_ids`` from scratch."""
-    runs = study.finished.set_index("id", drop=False)
-    wanted = {_scratch_key(runs.loc[r].to_dict()) for r in last_ids}
-    out = []
-    for _, row in runs.iterrows():
-        if isinstance(row.get("init_from"), str) or row["config"] in out:
-            continue
-        if _scratch_key(row.to_dict()) in wanted:
-            out.append(row["config"])
+    """Configurations of the study that train the last stage of ``last_ids`` from scratch:
+    runs without ``init_from`` whose settings key equals one of theirs."""
+    runs = study.finished
+    wanted = set(runs.loc[runs["id"].isin(last_ids), "settings"])
+    out: list[str] = []
+    for config, parent, key in zip(runs["config"], runs["init_from"], runs["settings"],
+                                   strict=True):
+        if not isinstance(parent, str) and key in wanted and config not in out:
+            out.append(config)
     return out
 
 
@@ -84,13 +78,12 @@ def joined_curves(study: StudyData, chain: list[str]) -> tuple[pd.DataFrame, lis
     return pd.concat(parts, ignore_index=True), bounds[:-1]
 
 
-def _mean_se(values: list[float], digits: int = 3) -> str:
-    """``mean ± stderr`` with ``digits`` decimals (0 for step counts)."""
+def _cell(values: Sequence[float], fmt: str = ACCURACY) -> str:
+    """``mean ± stderr`` over seeds in format ``fmt``; this table shows one seed as ``± 0``
+    (tests/test_stages.py pins it)."""
     if not values:
-        return "—"
-    m = float(np.mean(values))
-    se = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else 0.0
-    return f"{m:.{digits}f} ± {se:.{digits}f}"
+        return MISSING
+    return mean_se(sum(values) / len(values), stderr(values) if len(values) > 1 else 0.0, fmt)
 
 
 def last_stage_table(study: StudyData, configs: list[str]) -> pd.DataFrame:
@@ -104,10 +97,10 @@ def last_stage_table(study: StudyData, configs: list[str]) -> pd.DataFrame:
         best = [float(c["val_acc"].max()) for c in curves if len(c)]
         reached = [c.loc[c["val_acc"] > 0.99, "step"] for c in curves]
         hit = [int(r.iloc[0]) for r in reached if len(r)]
-        rows.append({"configuration": config, "seeds": len(ids),
-                     "final val acc": _mean_se(final), "max val acc": _mean_se(best),
-                     "step val acc > 99 %": f"{_mean_se(hit, 0)} ({len(hit)}/{len(ids)} reached)"
-                     if hit else f"not reached (0/{len(ids)})"})
+        steps = (f"{_cell(hit, WHOLE)} ({len(hit)}/{len(ids)} reached)" if hit
+                 else f"not reached (0/{len(ids)})")
+        rows.append({"configuration": config, "seeds": len(ids), "final val acc": _cell(final),
+                     "max val acc": _cell(best), "step val acc > 99 %": steps})
     return pd.DataFrame(rows).set_index("configuration")
 
 
@@ -116,7 +109,7 @@ def curriculum_section(study: StudyData, root: Path) -> tuple[list[Block], list[
     found = chains(study)
     if not found:
         return [], []
-    from groklab.report import figures
+    import groklab.report.figures as figures
 
     blocks: list[Block] = [Heading("Curricula", 3)]
     made: list[Path] = []

@@ -1,4 +1,7 @@
-"""Read what a report shows from the store alone (docs/design.md, decision 6).
+"""Read what a report shows from the store alone (docs/design.md, decision 6), once.
+
+``read_studies`` loads from an open store everything a report's sections show (runs,
+curves, named metrics, texts); the sections read only the ``StudyData`` it returns.
 
 Runs are seeds of one configuration only when every setting but the seed is equal: each
 run carries its settings key (``groklab.spec.comparable_settings``), and where one task's
@@ -14,11 +17,11 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from groklab.format import is_missing, setting
 from groklab.spec import SEMANTICS, RunSpec, comparable_settings, stored_spec
 from groklab.store import Store
 
@@ -45,22 +48,23 @@ class StudyData:
     # finished runs' named per-step metrics (long: step, name, value, run_id, config, task,
     # seed), with σ_max(E)/σ_max(W) derived where both are recorded
     metrics: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=METRIC_COLUMNS))
+    # finished runs' named texts (a language model's ``sample``): run id -> name -> text
+    texts: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def finished(self) -> pd.DataFrame:
         return self.runs[self.runs["status"] == "finished"]
 
 
-def load_studies(path: str | Path) -> list[StudyData]:
-    """Every study recorded in ``path``'s store; a store without studies is one study 'runs'."""
-    with Store(path, create=False) as store:
-        runs = {r["id"]: r for r in store.runs()}
-        recorded = store.studies()
-        if not recorded:
-            members = [(rid, r["label"]) for rid, r in runs.items()]
-            return [_study(store, runs, "runs", members, None)]
-        return [_study(store, runs, s["name"], store.study_members(s["name"]), s)
-                for s in recorded]
+def read_studies(store: Store) -> list[StudyData]:
+    """Every study recorded in ``store``; a store without studies is one study 'runs'."""
+    runs = {r["id"]: r for r in store.runs()}
+    recorded = store.studies()
+    if not recorded:
+        members = [(rid, r["label"]) for rid, r in runs.items()]
+        return [_study(store, runs, "runs", members, None)]
+    return [_study(store, runs, s["name"], store.study_members(s["name"]), s)
+            for s in recorded]
 
 
 def _study(store: Store, runs: dict[str, dict], name: str, members: list[tuple[str, str]],
@@ -79,10 +83,11 @@ def _study(store: Store, runs: dict[str, dict], name: str, members: list[tuple[s
     named = [m for m in named if not m.empty]
     metrics = (with_sigma_ratio(pd.concat(named, ignore_index=True)) if named
                else pd.DataFrame(columns=METRIC_COLUMNS))
+    texts = {r["id"]: store.texts(r["id"]) for r in present if r["status"] == "finished"}
     return StudyData(name=name, definition=row and row["definition"],
                      environment=row and row["environment"], wall_s=row and row["wall_s"],
                      runs=frame, curves=curves, pending=len(members) - len(present),
-                     metrics=metrics)
+                     metrics=metrics, texts={k: v for k, v in texts.items() if v})
 
 
 SIGMA_RATIO = "sigma_max_E / sigma_max_W"
@@ -136,7 +141,7 @@ def settings_key(row: dict[str, Any]) -> str:
         return comparable_settings(row)
     except (ValueError, TypeError):
         fields = {k: v for k, v in row.items() if k in RunSpec.model_fields
-                  and k not in ("seed", "lr_name") and not _missing(v)}
+                  and k not in ("seed", "lr_name") and not is_missing(v)}
         return json.dumps(fields, sort_keys=True, default=str)
 
 
@@ -144,7 +149,7 @@ def config_label(base: str, key: str, semantics: int, names: list[str]) -> str:
     """``base`` with the run's values of ``names`` (those it uses) and, for an older
     semantics version, ``[v<version>]``: "baseline (p=59, steps=500) [v1]"."""
     settings, ignored = json.loads(key), ignored_settings(key)
-    shown = [f"{n}={show(settings.get(n, _default(n)))}" for n in names if n not in ignored]
+    shown = [f"{n}={setting(settings.get(n, _default(n)))}" for n in names if n not in ignored]
     label = f"{base} ({', '.join(shown)})" if shown else base
     return f"{label} [v{semantics}]" if semantics < SEMANTICS else label
 
@@ -182,22 +187,7 @@ def ignored_settings(key: str) -> frozenset[str]:
         return frozenset()
 
 
-def show(value: Any) -> str:
-    """A setting's value as labels and notes show it: floats with ``:g``."""
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, list | tuple):
-        return "(" + ", ".join(map(show, value)) + ")"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}={show(v)}" for k, v in value.items()) + "}"
-    return str(value)
-
-
 def _default(name: str) -> Any:
     """What a setting missing from a settings key holds: its default (None if unknown)."""
     field = RunSpec.model_fields.get(name)
     return None if field is None else json.loads(json.dumps(field.default))
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and pd.isna(value))

@@ -39,7 +39,10 @@ def band(curves: pd.DataFrame, column: str) -> pd.DataFrame:
     return out
 
 
-def _plot(ax: plt.Axes, curves: pd.DataFrame, column: str, palette: dict, style: str) -> None:
+def plot_mean(ax: plt.Axes, curves: pd.DataFrame, column: str, palette: dict,
+              style: str) -> None:
+    """``column``'s mean over seeds against steps, a line per configuration in its
+    ``palette`` colour and line ``style``, with a ±stderr band."""
     stats = band(curves, column)
     for config, s in stats.groupby("config", sort=False):
         c = palette[config]
@@ -48,7 +51,9 @@ def _plot(ax: plt.Axes, curves: pd.DataFrame, column: str, palette: dict, style:
                         lw=0)
 
 
-def _legend(fig: plt.Figure, palette: dict, styles: bool) -> None:
+def add_legend(fig: plt.Figure, palette: dict, styles: bool) -> None:
+    """One legend right of the panels: a line per configuration (and, with ``styles``,
+    what solid and dashed mean)."""
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, lw=2, label=name) for name, c in palette.items()]
@@ -63,15 +68,15 @@ def task_figure(curves: pd.DataFrame, title: str, path: Path, palette: dict) -> 
     with plt.rc_context(STYLE):
         fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4.2), layout="constrained")
         for ax, metric, name in ((ax_loss, "loss", "loss"), (ax_acc, "acc", "accuracy")):
-            _plot(ax, curves, f"train_{metric}", palette, "--")
-            _plot(ax, curves, f"val_{metric}", palette, "-")
+            plot_mean(ax, curves, f"train_{metric}", palette, "--")
+            plot_mean(ax, curves, f"val_{metric}", palette, "-")
             ax.set_xlabel("step")
             ax.set_xscale("log")
             ax.set_ylabel(name)
         ax_loss.set_yscale("log", nonpositive="clip")
         ax_acc.set_ylim(-0.02, 1.02)
         fig.suptitle(title)
-        _legend(fig, palette, styles=True)
+        add_legend(fig, palette, styles=True)
         fig.savefig(path, dpi=DPI)
         plt.close(fig)
     return path
@@ -98,7 +103,7 @@ def _panels(keys: list, draw: Callable[[plt.Axes, object], None], title: str, pa
             ax.set_visible(False)
         fig.suptitle(title)
         if palette is not None:
-            _legend(fig, palette, styles=False)
+            add_legend(fig, palette, styles=False)
         if finish is not None:
             finish(fig, list(axes.flat)[:len(keys)])
         fig.savefig(path, dpi=DPI)
@@ -110,7 +115,7 @@ def grid_figure(curves: pd.DataFrame, title: str, path: Path, palette: dict) -> 
     """Validation accuracy against steps, one panel per task."""
 
     def draw(ax: plt.Axes, task: object) -> None:
-        _plot(ax, curves[curves["task"] == task], "val_acc", palette, "-")
+        plot_mean(ax, curves[curves["task"] == task], "val_acc", palette, "-")
         ax.set_title(str(task))
         ax.set_ylim(-0.02, 1.02)
         ax.set_ylabel("validation accuracy")
@@ -135,7 +140,7 @@ def axis_figure(points: pd.DataFrame, axis: str, metrics: dict[str, str], title:
             ax.set_xlabel(axis)
             ax.set_ylabel(name)
         fig.suptitle(title)
-        _legend(fig, palette, styles=False)
+        add_legend(fig, palette, styles=False)
         fig.savefig(path, dpi=DPI)
         plt.close(fig)
     return path
@@ -147,7 +152,7 @@ def metrics_figure(metrics: pd.DataFrame, title: str, path: Path, palette: dict)
 
     def draw(ax: plt.Axes, name: object) -> None:
         part = metrics[metrics["name"] == name].rename(columns={"value": name})
-        _plot(ax, part, str(name), palette, "-")
+        plot_mean(ax, part, str(name), palette, "-")
         ax.set_title(str(name))
 
     return _panels(list(dict.fromkeys(metrics["name"])), draw, title, path, palette, 3,

@@ -1,17 +1,21 @@
-"""Language-model studies in a report (SPEC §7): loss curves, the LM table and samples.
+"""Language-model studies in a report (docs/protocol.md §7): loss curves, the LM table and
+samples.
 
 A study whose runs all train the ``text`` task gets, instead of the grokking tables: the
 table of ``groklab.lm.summary`` (final train loss, best validation loss, train time, train
 and generation tokens per second; mean ± stderr over seeds), a figure of train (dashed) and
 validation (solid) loss against steps with ±stderr bands on linear axes (the LM
-convention), and the first seed's generated sample of every configuration.
+convention), and the first seed's generated sample of every configuration. Everything
+comes from the loaded ``StudyData`` (runs, curves, named metrics and texts).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from groklab.lm.summary import lm_runs, lm_summary, summary_table
+import pandas as pd
+
+from groklab.lm.summary import lm_frame, lm_row, lm_summary, lm_table
 from groklab.report.data import StudyData
 from groklab.report.document import Block, Code, Figure, Heading, Paragraph, Table
 
@@ -24,12 +28,10 @@ def is_language_model_study(study: StudyData) -> bool:
 
 def lm_section(study: StudyData, root: Path, prefix: Path) -> tuple[list[Block], list[Path]]:
     """The blocks and figures of a language-model study (see the module docstring)."""
-    runs = lm_runs(root)
-    configs = dict(zip(study.finished["id"], study.finished["config"], strict=True))
-    runs = runs[runs["id"].isin(configs)].assign(label=lambda d: d["id"].map(configs))
+    runs = _lm_rows(study)
     if runs.empty:
         return [Paragraph("No finished runs yet.")], []
-    table = summary_table(lm_summary(runs))
+    table = lm_table(lm_summary(runs))
     note = ("Train loss: the last evaluation's, on the evaluation batches of the training "
             "split in eval mode. Runs of one cohort share their wall time, so train tokens/s "
             "is each run's share of the cohort's throughput. Generation: temperature 0.8, "
@@ -47,19 +49,31 @@ def lm_section(study: StudyData, root: Path, prefix: Path) -> tuple[list[Block],
     return blocks, [path]
 
 
+def _lm_rows(study: StudyData) -> pd.DataFrame:
+    """``groklab.lm.summary``'s rows of the study's finished ``text`` runs, labelled by
+    their configuration, in the study's order."""
+    finished = study.finished[study.finished["task"] == "text"]
+    best = study.curves.groupby("run_id")["val_loss"].min()
+    metrics = study.metrics
+    gen = metrics[metrics["name"] == "gen_tokens_per_s"].groupby("run_id")["value"].last()
+    return lm_frame(lm_row(r, r["config"], best.get(r["id"]), gen.get(r["id"]),
+                           study.texts.get(r["id"], {}).get("sample", ""))
+                    for r in finished.to_dict("records"))
+
+
 def _loss_figure(study: StudyData, path: Path) -> Path:
-    from groklab.report import figures
+    import groklab.report.figures as figures
 
     curves = study.curves
     palette = figures.colors(list(dict.fromkeys(study.finished["config"])))
     with figures.plt.rc_context(figures.STYLE):
         fig, ax = figures.plt.subplots(figsize=(8.5, 4.5), layout="constrained")
-        figures._plot(ax, curves, "train_loss", palette, "--")
-        figures._plot(ax, curves, "val_loss", palette, "-")
+        figures.plot_mean(ax, curves, "train_loss", palette, "--")
+        figures.plot_mean(ax, curves, "val_loss", palette, "-")
         ax.set_xlabel("step")
         ax.set_ylabel("loss (nats per character)")
         fig.suptitle(f"{study.name}: loss")
-        figures._legend(fig, palette, styles=True)
+        figures.add_legend(fig, palette, styles=True)
         fig.savefig(path, dpi=figures.DPI)
         figures.plt.close(fig)
     return path

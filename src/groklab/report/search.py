@@ -12,6 +12,8 @@ section shows instead, read from the groklab store alone (never from Optuna's st
   seeds);
 - the landscape: every pair of searched numeric dimensions, one point per finished trial
   coloured by its value, the best trial starred, log axes for log-uniform dimensions.
+
+Searched values show with three significant digits, objective values with six.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from typing import Any
 
 import pandas as pd
 
+from groklab.format import is_missing, number, setting
 from groklab.report.data import StudyData
 from groklab.report.document import Block, Figure, Paragraph, Table
-from groklab.store import Store
 from groklab.tune.objective import DEFAULT_METRIC, outcome
 from groklab.tune.space import RATE_DIMS
+
+VALUE = ".6g"  # an objective value
+SEARCHED = ".3g"  # a searched (float) setting
 
 TOP_TABLE = 10
 TOP_CURVES = 5
@@ -37,20 +42,25 @@ def is_search(study: StudyData) -> bool:
     return (study.definition or {}).get("kind") == "tune"
 
 
-class _RunsReadOnce:
-    """The store as ``outcome`` reads it, its runs read once rather than once per trial."""
+class _StudyReader:
+    """The study's loaded runs and named metrics, read the way ``outcome`` reads a store
+    (``runs()``, ``metrics(run_id)``; absent numbers as None, as the store gives them)."""
 
-    def __init__(self, store: Store):
-        self.store, self.rows = store, store.runs()
+    def __init__(self, study: StudyData):
+        self.rows = [{k: None if is_missing(v) else v for k, v in r.items()}
+                     for r in study.runs.to_dict("records")]
+        named = study.metrics
+        self.named = {rid: list(zip(part["step"], part["name"], part["value"], strict=True))
+                      for rid, part in named.groupby("run_id", sort=False)}
 
     def runs(self) -> list[dict[str, Any]]:
         return self.rows
 
     def metrics(self, run_id: str) -> list[tuple[int, str, float]]:
-        return self.store.metrics(run_id)
+        return self.named.get(run_id, [])
 
 
-def trials(study: StudyData, root: str | Path) -> pd.DataFrame:
+def trials(study: StudyData) -> pd.DataFrame:
     """One row per trial (index: its label), best first: ``config`` (its runs' label in
     ``study``), ``seeds``, ``value`` (NaN while any of its runs is unfinished or when they
     did not record the metric), ``censored`` (steps_to_99: seeds that never reached 99 %)
@@ -59,15 +69,14 @@ def trials(study: StudyData, root: str | Path) -> pd.DataFrame:
     metric = definition.get("metric", DEFAULT_METRIC)
     dims = list((definition.get("space") or {}).get("params") or {})
     rows = []
-    with Store(root, create=False) as store:
-        reader = _RunsReadOnce(store)
-        for label, part in study.runs.groupby("label_base", sort=False):
-            got = outcome(reader, list(part["id"]), metric)  # type: ignore[arg-type]
-            first = part.iloc[0]
-            rows.append({"trial": label, "config": first["config"], "seeds": len(part),
-                         "value": math.nan if got is None else got.value,
-                         "censored": None if got is None else got.details.get("censored"),
-                         **{d: searched_value(first, d) for d in dims}})
+    reader = _StudyReader(study)
+    for label, part in study.runs.groupby("label_base", sort=False):
+        got = outcome(reader, list(part["id"]), metric)  # type: ignore[arg-type]
+        first = part.iloc[0]
+        rows.append({"trial": label, "config": first["config"], "seeds": len(part),
+                     "value": math.nan if got is None else got.value,
+                     "censored": None if got is None else got.details.get("censored"),
+                     **{d: searched_value(first, d) for d in dims}})
     frame = pd.DataFrame(rows, columns=["trial", "config", "seeds", "value", "censored", *dims])
     ascending = definition.get("direction", "minimize") == "minimize"
     frame = frame.sort_values(["value", "trial"], ascending=[ascending, True],
@@ -91,7 +100,7 @@ def search_section(study: StudyData, root: Path, prefix: Path) -> tuple[list[Blo
     metric = definition.get("metric", DEFAULT_METRIC)
     direction = definition.get("direction", "minimize")
     params = (definition.get("space") or {}).get("params") or {}
-    found = trials(study, root)
+    found = trials(study)
     done = found[found["value"].notna()]
     left = len(found) - len(done)
     searched = ", ".join(f"`{d}`" for d in params) or "nothing"
@@ -102,7 +111,7 @@ def search_section(study: StudyData, root: Path, prefix: Path) -> tuple[list[Blo
     if done.empty:
         return [Paragraph(intro)], []
     best = done.index[0]
-    intro += f" Best: `{best}`, {metric} = {done.at[best, 'value']:.6g}" + (
+    intro += f" Best: `{best}`, {metric} = {number(done.at[best, 'value'], VALUE)}" + (
         f" ({_values(done.loc[best], params)})." if params else ".")
     blocks: list[Block] = [Paragraph(intro),
                            Table(_best_table(done.head(TOP_TABLE), metric, direction, params),
@@ -114,22 +123,18 @@ def search_section(study: StudyData, root: Path, prefix: Path) -> tuple[list[Blo
 
 
 def _values(row: pd.Series, params: dict[str, Any]) -> str:
-    return ", ".join(f"{d} = {_show(row[d])}" for d in params)
-
-
-def _show(v: Any) -> str:
-    return f"{v:.3g}" if isinstance(v, float) else str(v)
+    return ", ".join(f"{d} = {setting(row[d], float_format=SEARCHED)}" for d in params)
 
 
 def _best_table(done: pd.DataFrame, metric: str, direction: str,
                 params: dict[str, Any]) -> pd.DataFrame:
     table = pd.DataFrame(index=done.index)
-    table[f"{metric} ({direction}d)"] = [f"{v:.6g}" for v in done["value"]]
+    table[f"{metric} ({direction}d)"] = [number(v, VALUE) for v in done["value"]]
     if metric == DEFAULT_METRIC:
         pairs = zip(done["seeds"], done["censored"], strict=True)
         table["reached 99 %"] = [f"{n - int(c)}/{n}" for n, c in pairs]
     for d in params:
-        table[d] = [_show(v) for v in done[d]]
+        table[d] = [setting(v, float_format=SEARCHED) for v in done[d]]
     return table
 
 
@@ -144,7 +149,7 @@ def _note(metric: str) -> str:
 
 def _figures(study: StudyData, done: pd.DataFrame, params: dict[str, Any], metric: str,
              direction: str, prefix: Path) -> list[tuple[Path, str]]:
-    from groklab.report import figures  # matplotlib loads only when figures are drawn
+    import groklab.report.figures as figures  # matplotlib loads only when figures are drawn
 
     top = done.head(TOP_CURVES)
     names = {c: f"{t} (#{i})" for i, (t, c) in enumerate(zip(top.index, top["config"],

@@ -11,17 +11,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from groklab.report.data import setting_values, settings_key, show
+from groklab.format import ACCURACY, MISSING, WHOLE, mean_se, setting
+from groklab.report.data import setting_values, settings_key
 
-# metric -> (title, number format)
+# metric -> (title, number format: a format spec, see groklab.format)
 METRICS: dict[str, tuple[str, str]] = {
-    "final_val_acc": ("Final validation accuracy", "{:.3f}"),
-    "step_val_acc_99": ("Steps to 99 % validation accuracy", "{:.0f}"),
-    "final_val_loss": ("Final validation loss", "{:.3g}"),
-    "max_val_acc": ("Maximum validation accuracy within the budget", "{:.3f}"),
-    "step_train_acc_99": ("Steps to 99 % train accuracy (memorisation)", "{:.0f}"),
+    "final_val_acc": ("Final validation accuracy", ACCURACY),
+    "step_val_acc_99": ("Steps to 99 % validation accuracy", WHOLE),
+    "final_val_loss": ("Final validation loss", ".3g"),
+    "max_val_acc": ("Maximum validation accuracy within the budget", ACCURACY),
+    "step_train_acc_99": ("Steps to 99 % train accuracy (memorisation)", WHOLE),
     "grokking_delay": ("Grokking delay: steps from 99 % train to 99 % validation accuracy",
-                       "{:.0f}"),
+                       WHOLE),
 }
 # step metrics a run may never reach: counted as the step budget and flagged (censored)
 CENSORED = {"step_val_acc_99": "censored", "step_train_acc_99": "censored_train"}
@@ -76,9 +77,7 @@ def wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     fmt = METRICS[metric][1]
     cells = {}
     for r in summary.itertuples(index=False):
-        mean, se = getattr(r, f"{metric}_mean"), getattr(r, f"{metric}_stderr")
-        text = "—" if pd.isna(mean) else fmt.format(mean) + (
-            "" if pd.isna(se) else f" ± {fmt.format(se)}")
+        text = mean_se(getattr(r, f"{metric}_mean"), getattr(r, f"{metric}_stderr"), fmt)
         if metric in CENSORED and getattr(r, CENSORED[metric]):
             text += "*"
         if metric in PARTIAL and 0 < getattr(r, f"{metric}_n") < r.n:
@@ -86,7 +85,7 @@ def wide(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
         cells[(r.task, r.config)] = text
     tasks = list(dict.fromkeys(summary["task"]))
     configs = list(dict.fromkeys(summary["config"]))
-    table = pd.DataFrame([[cells.get((t, c), "—") for c in configs] for t in tasks],
+    table = pd.DataFrame([[cells.get((t, c), MISSING) for c in configs] for t in tasks],
                          index=pd.Index(tasks, name="task"), columns=configs)
     return table
 
@@ -118,7 +117,7 @@ def settings_note(summary: pd.DataFrame) -> str | None:
     parts = []
     for config, rows in summary.groupby("config", sort=False):
         values = setting_values(list(dict.fromkeys(rows["settings"])), ("task", "semantics"))
-        differing = [f"{name} ({', '.join(map(show, _ordered(v)))})"
+        differing = [f"{name} ({', '.join(map(setting, _ordered(v)))})"
                      for name, v in values.items() if len(v) > 1]
         if differing:
             parts.append(f"Column `{config}` holds differing settings across tasks: "

@@ -34,23 +34,26 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def run_study(study: Study, out: str | Path, *, device: str | None = None,
-              progress: bool = True, compile: bool = False, executor: Any = None
-              ) -> dict[str, int]:
+              progress: bool = True, compile: bool = False, executor: Any = None,
+              store: Store | None = None) -> dict[str, int]:
     """Train ``study``'s runs into ``out``, skipping finished ones; returns run counts.
 
     The study's definition and membership are recorded first, so an interrupted study can be
     reported (its finished runs) and resumed by running it again. ``executor``: where
-    cohorts train (``run_specs``; None: in this process).
+    cohorts train (``run_specs``; None: in this process). ``store``: ``out``'s store, open
+    (None: opened here, once, for the whole study).
     """
+    if store is None:
+        with Store(out) as opened:
+            return run_study(study, out, device=device, progress=progress, compile=compile,
+                             executor=executor, store=opened)
     runs = study.expand()
     device = device or default_device()
-    with Store(out) as store:
-        store.record_study(study.name, study.definition(), environment(device),
-                           [(r.spec.run_id, r.label) for r in runs])
+    store.record_study(study.name, study.definition(), environment(device),
+                       [(r.spec.run_id, r.label) for r in runs])
     t0 = time.perf_counter()
     try:
         return run_specs([r.spec for r in runs], out, device=device, progress=progress,
-                         overall=True, compile=compile, executor=executor)
+                         overall=True, compile=compile, executor=executor, store=store)
     finally:
-        with Store(out) as store:
-            store.add_study_time(study.name, time.perf_counter() - t0)
+        store.add_study_time(study.name, time.perf_counter() - t0)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-from groklab.studies.study import Study, StudyError, load_file, load_toml
+from groklab.studies.errors import StudyError
+from groklab.studies.study import Study, load_file, load_toml
 
 _PRESETS = resources.files("groklab.studies") / "presets"
 

@@ -12,74 +12,81 @@ the child's identity). Invariants:
   one pre-training run shared by several variants is the same run, trained once.
 - Parents train before their children and a child never starts before its parent finished
   (engine/runner.py, ``plan_levels``).
+
+This module knows nothing of ``Study``: the study passes its sections and a callable that
+builds (and checks) one run's spec.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any
 
+from groklab.format import setting
 from groklab.spec import RunSpec
+from groklab.studies.errors import StudyError
 
-if TYPE_CHECKING:
-    from groklab.studies.study import Study
+# setting -> (value, where the study declared it: ``settings.p``, ``grid.task``, ...)
+Values = dict[str, tuple[Any, str]]
+# (values, label, seed) -> the run's spec; raises StudyError naming the declaring key
+SpecMaker = Callable[[Values, str, int], RunSpec]
 
 
-def stages_of(study: Study, variant: str, overrides: Mapping[str, Any]
-              ) -> tuple[Sequence[Mapping[str, Any]], str]:
-    """The stages a variant's runs go through (its own, else the study's) and where they
-    were declared (for error messages)."""
+def stages_of(stages: Sequence[Mapping[str, Any]], variant: str,
+              overrides: Mapping[str, Any]) -> tuple[Sequence[Mapping[str, Any]], str]:
+    """The stages a variant's runs go through (its own ``overrides["stages"]``, else the
+    study's ``stages``) and where they were declared (for error messages)."""
     if "stages" in overrides:
         return overrides["stages"], f"variants.{variant}.stages"
-    return study.stages, "stages"
+    return stages, "stages"
 
 
 def stage_label(index: int, stage: Mapping[str, Any]) -> str:
-    from groklab.studies.study import _show
-
-    shown = " ".join(f"{k}={_show(v)}" for k, v in stage.items())
+    """The label of an earlier stage's run: ``stage 1: operands=2 steps=3000``."""
+    shown = " ".join(f"{k}={setting(v, compact=True)}" for k, v in stage.items())
     return f"stage {index + 1}: {shown}" if shown else f"stage {index + 1}"
 
 
-def stage_runs(study: Study, values: dict[str, tuple[Any, str]], label: str, seed: int,
-               stages: Sequence[Mapping[str, Any]], where: str
+def stage_runs(make_spec: SpecMaker, values: Values, label: str, seed: int,
+               stages: Sequence[Mapping[str, Any]], where: str, overridden: Collection[str]
                ) -> Iterator[tuple[str, RunSpec]]:
-    """(label, spec) of every stage of one run, first stage first; no stages: the run."""
+    """(label, spec) of every stage of one run, first stage first; no stages: the run.
+    Settings in ``overridden`` (the command line's) win over a stage's."""
     if not stages:
-        yield label, study._spec(values, label, seed)
+        yield label, make_spec(values, label, seed)
         return
     parent: RunSpec | None = None
     for i, stage in enumerate(stages):
         last = i == len(stages) - 1
         here = values | {k: (v, f"{where}[{i}].{k}") for k, v in stage.items()
-                         if k not in study.overrides}
+                         if k not in overridden}
         if parent is not None:
             here["init_from"] = (parent.run_id, f"{where}[{i}]")
         run_label = label if last else stage_label(i, stage)
-        parent = study._spec(here, run_label, seed)
+        parent = make_spec(here, run_label, seed)
         yield run_label, parent
 
 
-def stage_sections(study: Study) -> list[tuple[str, Mapping[str, Any]]]:
-    """Every stage table with the name errors give it, for the study's section checks
-    (``StudyError`` for stages that are not a list of tables)."""
-    from groklab.studies.study import StudyError
-
-    lists = [("stages", study.stages)]
-    lists += [(f"variants.{n}.stages", v["stages"]) for n, v in study.variants.items()
+def stage_sections(source: str, stages: Sequence[Mapping[str, Any]],
+                   variants: Mapping[str, Any], grid: Mapping[str, Any]
+                   ) -> list[tuple[str, Mapping[str, Any]]]:
+    """Every stage table (the study's ``stages`` and its ``variants``') with the name errors
+    give it, for the study's section checks (``StudyError`` for stages that are not a list
+    of tables, or that set ``init_from`` or a grid axis)."""
+    lists = [("stages", stages)]
+    lists += [(f"variants.{n}.stages", v["stages"]) for n, v in variants.items()
               if isinstance(v, Mapping) and "stages" in v]
     out: list[tuple[str, Mapping[str, Any]]] = []
-    for name, stages in lists:
-        if not isinstance(stages, list | tuple) or not all(isinstance(s, Mapping)
-                                                           for s in stages):
-            raise StudyError(study.source, name, "expected a list of tables ([[stages]])")
-        for i, stage in enumerate(stages):
+    for name, declared in lists:
+        if not isinstance(declared, list | tuple) or not all(isinstance(s, Mapping)
+                                                             for s in declared):
+            raise StudyError(source, name, "expected a list of tables ([[stages]])")
+        for i, stage in enumerate(declared):
             if "init_from" in stage:
-                raise StudyError(study.source, f"{name}[{i}].init_from",
+                raise StudyError(source, f"{name}[{i}].init_from",
                                  "a stage starts from the previous stage's run")
             for key in stage:
-                if key in study.grid:
-                    raise StudyError(study.source, f"{name}[{i}].{key}",
-                                     "also a grid axis; keep one")
+                if key in grid:
+                    raise StudyError(source, f"{name}[{i}].{key}", "also a grid axis; keep one")
             out.append((f"{name}[{i}]", stage))
     return out

@@ -39,28 +39,23 @@ import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from groklab.format import setting
 from groklab.rates import parse_lr
 from groklab.spec import RunSpec
-from groklab.studies.stages import stage_runs, stage_sections, stages_of
+from groklab.studies.errors import StudyError
+from groklab.studies.stages import Values, stage_runs, stage_sections, stages_of
 from groklab.tasks import task_names
 
 STUDY_KEYS = ("name", "description", "seeds", "settings", "grid", "variants", "stages")
 RUN_KEYS = tuple(k for k in RunSpec.model_fields if k not in ("seed", "lr_name"))
 _RESERVED = {"seed": "give seeds at the top level (seeds = 3 or seeds = [0, 1, 2])",
              "lr_name": "a run's label is its variant's name"}
-
-
-class StudyError(ValueError):
-    """A study that cannot run: ``source: key: reason``."""
-
-    def __init__(self, source: str, key: str, reason: str):
-        super().__init__(f"{source}: {key}: {reason}")
-        self.source, self.key, self.reason = source, key, reason
 
 
 @dataclass(frozen=True)
@@ -73,7 +68,11 @@ class StudyRun:
 
 @dataclass(frozen=True)
 class Study:
-    """Settings × grid × variants × seeds, plus command-line overrides applied last."""
+    """Settings × grid × variants × seeds, plus command-line overrides applied last.
+
+    Frozen: its runs are expanded (and checked) once, on construction, and kept;
+    ``with_overrides`` makes a new study with its own.
+    """
 
     name: str
     source: str = "<python>"
@@ -87,7 +86,7 @@ class Study:
 
     def __post_init__(self) -> None:
         _check_sections(self)
-        self.expand()  # impossible values surface now, before anything runs
+        _ = self._runs  # expanded now: impossible values surface before anything runs
 
     def with_overrides(self, *, steps: int | None = None, seeds: int | None = None,
                        tasks: Sequence[str] | None = None, **settings: Any) -> Study:
@@ -111,7 +110,14 @@ class Study:
         return dict(sorted(axes.items(), key=lambda kv: kv[0] != "task"))
 
     def expand(self) -> list[StudyRun]:
-        """Every run: tasks × other grid axes × variants × seeds, in that nesting order."""
+        """Every run: tasks × other grid axes × variants × seeds, in that nesting order
+        (expanded once per study; each call returns a new list)."""
+        return list(self._runs)
+
+    @cached_property
+    def _runs(self) -> tuple[StudyRun, ...]:
+        """``expand``'s runs, computed on first use (cached_property writes the instance's
+        ``__dict__`` directly, so a frozen dataclass can hold it)."""
         axes = self.axes()
         fixed = {k: (v, f"settings.{k}") for k, v in self.settings.items()
                  if k not in self.overrides}
@@ -123,21 +129,23 @@ class Study:
         for combo in itertools.product(*axes.values()):
             point = {k: (v, f"grid.{k}") for k, v in zip(axes, combo, strict=True)}
             for vname, vset in (self.variants or {"": {}}).items():
-                stages, where = stages_of(self, vname, vset)
+                stages, where = stages_of(self.stages, vname, vset)
                 values = fixed | {k: (v, f"variants.{vname}.{k}") for k, v in vset.items()
                                   if k not in self.overrides and k != "stages"} | point
                 label = _label(vname, {k: values[k][0] for k in varying}, values.get("lr"))
                 for seed in self.seeds:
-                    for run_label, spec in stage_runs(self, values, label, seed, stages, where):
+                    for run_label, spec in stage_runs(self._spec, values, label, seed, stages,
+                                                      where, self.overrides):
                         shared = run_label != label  # a stage before the last
                         if spec.run_id in seen and seen[spec.run_id] != run_label and not shared:
                             raise StudyError(self.source, "variants", f"{seen[spec.run_id]!r} "
                                              f"and {run_label!r} describe identical runs")
                         seen.setdefault(spec.run_id, run_label)
                         runs.append(StudyRun(run_label, spec))
-        return list({r.spec.run_id: r for r in runs}.values())
+        return tuple({r.spec.run_id: r for r in runs}.values())
 
     def specs(self) -> list[RunSpec]:
+        """The runs' specs, in ``expand`` order."""
         return [r.spec for r in self.expand()]
 
     def definition(self) -> dict[str, Any]:
@@ -147,7 +155,8 @@ class Study:
                 "grid": dict(self.grid), "variants": {k: dict(v) for k, v in self.variants.items()},
                 "overrides": dict(self.overrides), "stages": [dict(s) for s in self.stages]}
 
-    def _spec(self, values: dict[str, tuple[Any, str]], label: str, seed: int) -> RunSpec:
+    def _spec(self, values: Values, label: str, seed: int) -> RunSpec:
+        """One run's spec; an invalid one raises ``StudyError`` naming the declaring key."""
         fields = {k: v for k, (v, _) in values.items()}
         if "lr" in fields:
             fields["lr"] = _rates(fields["lr"], self.source, values["lr"][1])[1]
@@ -190,25 +199,17 @@ def _label(variant: str, axes: dict[str, Any], lr: tuple[Any, str] | None) -> st
     """The configuration label: variant name, then ``key=value`` per varying grid axis."""
     parts = [variant] if variant else []
     for k, v in axes.items():
-        parts.append(_show_lr(v) if k == "lr" and not variant else f"{k}={_show(v)}")
+        parts.append(_lr_text(v) if k == "lr" and not variant
+                     else f"{k}={setting(v, compact=True)}")
     if not parts:
-        parts.append(_show_lr(lr[0]) if lr else "baseline")
+        parts.append(_lr_text(lr[0]) if lr else "baseline")
     return " ".join(parts)
 
 
-def _show(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, list | tuple):
-        return ",".join(_show(x) for x in v)
-    if isinstance(v, dict):
-        return ",".join(f"{k}={_show(x)}" for k, x in v.items())
-    return str(v)
-
-
-def _show_lr(v: Any) -> str:
+def _lr_text(v: Any) -> str:
+    """An lr value in a label: its configuration name, else its rates."""
     name, rates = _rates(v, "", "lr")
-    return name or _show(rates)
+    return name or setting(rates, compact=True)
 
 
 def _check_sections(study: Study) -> None:
@@ -225,7 +226,8 @@ def _check_sections(study: Study) -> None:
     sections += [(f"variants.{n}", {k: x for k, x in v.items() if k != "stages"})
                  if isinstance(v, Mapping) else (f"variants.{n}", v)
                  for n, v in study.variants.items()]
-    sections += [("override", study.overrides), *stage_sections(study)]
+    sections += [("override", study.overrides),
+                 *stage_sections(src, study.stages, study.variants, study.grid)]
     for section, table in sections:
         if not isinstance(table, Mapping):
             raise StudyError(src, section, f"expected a table, got {type(table).__name__}")
