@@ -28,6 +28,7 @@ def test_bench_row_figures_agree():
     assert row.runs_steps_per_s == pytest.approx(2000 / row.ms_per_step)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model", ["mlp", "lstm"])
 def test_bench_times_other_models_with_their_flop_counts(model):
     row = bench_training("cpu", "fp32", cohort=1, windows=1, model=model, batch_size=64)
@@ -37,6 +38,7 @@ def test_bench_times_other_models_with_their_flop_counts(model):
     assert row.ms_per_step > 0
 
 
+@pytest.mark.slow
 def test_cli_bench_json(cli):
     proc = cli("bench", "--device", "cpu", "--precision", "fp32", "--cohorts", "1", "--json",
                "--no-progress")

@@ -93,6 +93,7 @@ def curve(out):
     return run, rows
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_checkpoint_bit_for_bit(tmp_path):
     out = tmp_path / "killed"
     args = ["run", *SMALL, "--checkpoint-every", "100", "--out", str(out)]

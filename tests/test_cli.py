@@ -16,6 +16,7 @@ SMALL = ["--task", "x_plus_y", "--p", "23", "--train-fraction", "0.8", "--batch-
          "--no-progress"]
 
 
+@pytest.mark.slow
 def test_small_task_groks_and_second_invocation_runs_nothing(tmp_path):
     out = tmp_path / "demo"
     args = ["run", *SMALL, "--lr", "3e-3", "--weight-decay", "1.0", "--steps", "1000",
@@ -44,6 +45,7 @@ def test_small_task_groks_and_second_invocation_runs_nothing(tmp_path):
     assert run["id"] in table and "finished" in table
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_duplicate_rows(tmp_path):
     out = tmp_path / "killed"
     args = ["run", *SMALL, "--steps", "1200", "--eval-every", "1", "--out", str(out)]
@@ -138,6 +140,7 @@ def test_set_passes_any_run_setting_and_rejects_unknown_ones(tmp_path):
         assert not (tmp_path / "never").exists()
 
 
+@pytest.mark.slow
 def test_the_console_entry_points_run():
     """`python -m groklab.cli` and the installed `groklab` script are the same command."""
     from conftest import groklab_process

@@ -1,11 +1,13 @@
 """``compile=True`` (torch.compile of forward and loss) trains the same run as eager mode."""
 
+import pytest
 import torch
 
 from groklab.engine.cohort import train_cohort
 from groklab.spec import RunSpec
 
 
+@pytest.mark.slow
 def test_compiled_training_matches_eager():
     specs = [RunSpec(task="x_plus_y", p=11, d_model=32, n_heads=2, steps=30, batch_size=32,
                      eval_every=10, seed=s) for s in range(2)]

@@ -1,6 +1,7 @@
-"""The character language model (SPEC §7): the text task, the stacked GPT against a plain
-torch.nn one, per-parameter rates against SPEC §5's formulas, nanoGPT's optimiser against
-torch.optim, cohort = solo with dropout, sampling with a KV cache, and the commands."""
+"""The character language model (docs/protocol.md §7): the text task, the stacked GPT
+against a plain torch.nn one, per-parameter rates against docs/protocol.md §5's formulas,
+nanoGPT's optimiser against torch.optim, cohort = solo with dropout, sampling with a KV
+cache, and the commands."""
 
 import math
 from collections import Counter
@@ -107,7 +108,7 @@ def test_flop_count_by_hand():
 
 # -- rates -----------------------------------------------------------------------------------
 def spec_multiplier(kind, i, L, arg):
-    """SPEC §5 written out."""
+    """docs/protocol.md §5 written out."""
     if kind == "none":
         return 1.0
     if kind == "exponential":
@@ -152,7 +153,7 @@ def test_matrices_and_embeddings_decay_norms_do_not():
 
 def test_training_equals_torch_optim_adamw_with_clipping_per_run():
     """Two runs (different strategies and clip norms) trained as one cohort; each equals a
-    plain GPT trained with torch.optim.AdamW (param groups at the SPEC rates, nanoGPT's decay
+    plain GPT trained with torch.optim.AdamW (param groups at the protocol's rates, nanoGPT's decay
     rule) and clip_grad_norm_ on the same batches."""
     specs = [RunSpec(**(TINY | {"lr_depth": "exponential", "lr_depth_gamma": 0.5})),
              RunSpec(**(TINY | {"lr_depth": "cosine", "grad_clip": 0.05, "seed": 1}))]

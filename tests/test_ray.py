@@ -19,6 +19,8 @@ from groklab.integrations.ray_executor import RayExecutor
 from groklab.spec import RunSpec
 from groklab.store import Store
 
+pytestmark = pytest.mark.slow  # starts a Ray instance
+
 TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=16, batch_size=16,
             eval_every=4, warmup=2)
 VOLATILE = ("started", "finished", "wall_s")  # when and how long, not what

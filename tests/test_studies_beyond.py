@@ -56,6 +56,7 @@ def test_grokfast_variants_use_the_reference_filters():
     assert specs["none model=mlp"].grad_filter == "none"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, steps", [("grokking-fraction", 20), ("grokking-architectures", 10),
                                          ("grokking-optimizers", 10), ("grokfast", 10)])
 def test_preset_runs_at_tiny_size_and_reports(tmp_path, name, steps):

@@ -187,6 +187,7 @@ def test_a_crash_between_training_and_telling_is_told_from_the_store(tmp_path, m
     assert len(started) == 4 and all(started[k] == v for k, v in first.items())
 
 
+@pytest.mark.slow
 def test_killing_the_command_and_running_it_again_continues_the_study(tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, "-m", "groklab.cli", "tune", "--out", str(out), "--steps", "300",
@@ -277,6 +278,7 @@ def expected_order(out, labels, metric):
     return sorted(values.items(), key=lambda kv: (sign * kv[1], kv[0]))
 
 
+@pytest.mark.slow
 def test_the_report_of_a_search_shows_its_best_trials_and_the_landscape(tmp_path):
     from PIL import Image
 

@@ -65,6 +65,7 @@ def lm(
     from groklab.lm.settings import lm_settings, parse_lr_decay
     from groklab.lm.summary import lm_runs
     from groklab.spec import RunSpec
+    from groklab.store import Store
 
     if seeds < 1:
         fail(f"--seeds must be at least 1, got {seeds}")
@@ -87,10 +88,11 @@ def lm(
     except ValueError as e:
         fail(str(e))
     runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort)
-    counts = run_specs(specs, out, device=dev, progress=progress, compile=compile,
-                       executor=runner)
+    with Store(out) as store:  # one store for the whole command
+        counts = run_specs(specs, out, device=dev, progress=progress, compile=compile,
+                           executor=runner, store=store)
+        table = lm_runs(store)
     ids = {s.run_id for s in specs}
-    table = lm_runs(out)
     table = table[table["id"].isin(ids)].drop(columns=["sample"])
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     typer.echo(f"{counts['trained']} run(s) trained, {counts['skipped']} already finished; "

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -47,21 +46,20 @@ def lm_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(list(rows), columns=["id", "label", "seed", *COLUMNS, "sample"])
 
 
-def lm_runs(path: str | Path) -> pd.DataFrame:
-    """One row per finished ``text`` run of ``path``'s store (``lm_row``), labelled by its
-    study membership (else its own label)."""
+def lm_runs(store: Store) -> pd.DataFrame:
+    """One row per finished ``text`` run of ``store`` (``lm_row``), labelled by its study
+    membership (else its own label)."""
     rows = []
-    with Store(path, create=False) as store:
-        labels = {rid: label for study in store.studies()
-                  for rid, label in store.study_members(study["name"])}
-        for r in store.runs():
-            if r.get("task") != "text" or r["status"] != "finished":
-                continue
-            named = {name: value for _, name, value in store.metrics(r["id"])}
-            rows.append(lm_row(r, labels.get(r["id"], r["label"]),
-                               min(row.val_loss for row in store.curve(r["id"])),
-                               named.get("gen_tokens_per_s"),
-                               store.texts(r["id"]).get("sample", "")))
+    labels = {rid: label for study in store.studies()
+              for rid, label in store.study_members(study["name"])}
+    for r in store.runs():
+        if r.get("task") != "text" or r["status"] != "finished":
+            continue
+        named = {name: value for _, name, value in store.metrics(r["id"])}
+        rows.append(lm_row(r, labels.get(r["id"], r["label"]),
+                           min(row.val_loss for row in store.curve(r["id"])),
+                           named.get("gen_tokens_per_s"),
+                           store.texts(r["id"]).get("sample", "")))
     return lm_frame(rows)
 
 
