@@ -67,6 +67,7 @@ def interrupt_second_cohort(monkeypatch):
     return calls
 
 
+@pytest.mark.slow
 def test_study_interrupt_resume_report(tmp_path, study_file, monkeypatch):
     out = tmp_path / "runs"
     calls = interrupt_second_cohort(monkeypatch)
@@ -205,3 +206,23 @@ def test_a_report_opens_the_store_once(tmp_path, monkeypatch):
     monkeypatch.setattr(Store, "__init__", counting)
     files = write_report(tmp_path)
     assert len(opened) == 1 and files.csv.is_file()
+
+
+def test_a_section_is_one_entry_in_the_registry(tmp_path, monkeypatch):
+    from groklab.report import build
+    from groklab.report.document import Paragraph
+    from groklab.report.sections import Section, every_study
+
+    write_runs(tmp_path, [RunSpec(task="x_plus_y", p=11, steps=30, lr_name="baseline")])
+
+    def extra(study, root, prefix):
+        return [Paragraph(f"Extra of {study.name} at {prefix.relative_to(root)}.")], []
+
+    monkeypatch.setattr(build, "SECTIONS", (*build.SECTIONS, Section("extra", every_study, extra)))
+    md = write_report(tmp_path).markdown.read_text()
+    assert md.index("### Figures") < md.index("Extra of runs at figures/runs.") < md.index(
+        "### Settings")  # appended after the grokking section, before the settings
+    whole = Section("whole", every_study, extra, whole=True)
+    monkeypatch.setattr(build, "SECTIONS", (whole, *build.SECTIONS))
+    md = write_report(tmp_path).markdown.read_text()
+    assert "Extra of runs" in md and "### Figures" not in md and "### Settings" in md

@@ -18,7 +18,6 @@ of the study is left out. "The same last stage" is the same settings key
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import pandas as pd
 from groklab.format import ACCURACY, MISSING, WHOLE, mean_se, stderr
 from groklab.report.data import StudyData
 from groklab.report.document import Block, Figure, Heading, Paragraph, Table
+from groklab.report.sections import slug
 
 
 def chains(study: StudyData) -> dict[str, list[list[str]]]:
@@ -104,12 +104,19 @@ def last_stage_table(study: StudyData, configs: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("configuration")
 
 
-def curriculum_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path]]:
-    """The report blocks and figures of the study's curricula (none: nothing)."""
+def has_curricula(study: StudyData) -> bool:
+    """Whether a finished run of ``study`` continues another (the section applies)."""
+    return bool(chains(study))
+
+
+def curriculum_section(study: StudyData, root: Path,
+                       prefix: Path) -> tuple[list[Block], list[Path]]:
+    """The report blocks and figures of the study's curricula (none: nothing); figures are
+    written to ``prefix``-curriculum-*.png under ``root``."""
     found = chains(study)
     if not found:
         return [], []
-    import groklab.report.figures as figures
+    from groklab.report import figures
 
     blocks: list[Block] = [Heading("Curricula", 3)]
     made: list[Path] = []
@@ -117,8 +124,7 @@ def curriculum_section(study: StudyData, root: Path) -> tuple[list[Block], list[
     for config, config_chains in found.items():
         scratch = from_scratch(study, [c[-1] for c in config_chains])
         compared += [config, *[s for s in scratch if s not in compared]]
-        slug = re.sub(r"[^\w.-]+", "_", f"{study.name}-curriculum-{config}")
-        path = root / "figures" / f"{slug}.png"
+        path = prefix.with_name(f"{prefix.name}-curriculum-{slug(config)}.png")
         joined = [joined_curves(study, c) for c in config_chains]
         with figures.plt.rc_context(figures.STYLE):
             fig, (ax_all, ax_last) = figures.plt.subplots(1, 2, figsize=(11, 4.2),

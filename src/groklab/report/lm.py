@@ -62,7 +62,7 @@ def _lm_rows(study: StudyData) -> pd.DataFrame:
 
 
 def _loss_figure(study: StudyData, path: Path) -> Path:
-    import groklab.report.figures as figures
+    from groklab.report import figures
 
     curves = study.curves
     palette = figures.colors(list(dict.fromkeys(study.finished["config"])))

@@ -149,7 +149,7 @@ def _note(metric: str) -> str:
 
 def _figures(study: StudyData, done: pd.DataFrame, params: dict[str, Any], metric: str,
              direction: str, prefix: Path) -> list[tuple[Path, str]]:
-    import groklab.report.figures as figures  # matplotlib loads only when figures are drawn
+    from groklab.report import figures  # matplotlib loads only when figures are drawn
 
     top = done.head(TOP_CURVES)
     names = {c: f"{t} (#{i})" for i, (t, c) in enumerate(zip(top.index, top["config"],

@@ -1,0 +1,109 @@
+"""The grokking section of a study: one table per summary metric (mean ± stderr over seeds,
+a column per configuration) and the figures (validation accuracy of every task, each task's
+loss and accuracy, recorded named metrics, and the summary metrics against every numeric
+grid axis)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from groklab.report.data import StudyData
+from groklab.report.document import Block, Figure, Heading, Paragraph, Table
+from groklab.report.sections import slug
+from groklab.report.tables import (
+    CENSORED,
+    METRICS,
+    censored_note,
+    partial_note,
+    settings_note,
+    summarize,
+    wide,
+)
+
+AXIS_METRICS = {"max_val_acc": "max validation accuracy",
+                "step_val_acc_99": "steps to 99 % validation accuracy"}
+
+
+def grokking_section(study: StudyData, root: Path,
+                     prefix: Path) -> tuple[list[Block], list[Path]]:
+    """The tables and figures of the study's finished runs."""
+    summary = summarize(study.runs)
+    if summary.empty:
+        return [Paragraph("No finished runs yet.")], []
+    blocks: list[Block] = [Table(wide(summary, metric), title, _table_note(summary, metric))
+                           for metric, (title, _) in METRICS.items()]
+    made = _figures(study, prefix)
+    blocks.append(Heading("Figures", 3))
+    blocks += [Figure(str(p.relative_to(root)), caption) for p, caption in made]
+    return blocks, [p for p, _ in made]
+
+
+def _table_note(summary: pd.DataFrame, metric: str) -> str | None:
+    """The notes under ``metric``'s table (paragraphs): censored runs, differing settings."""
+    notes = [censored_note(summary, metric) if metric in CENSORED else None,
+             partial_note(metric), settings_note(summary)]
+    return "\n\n".join(n for n in notes if n) or None
+
+
+def _figures(study: StudyData, prefix: Path) -> list[tuple[Path, str]]:
+    # matplotlib loads only when figures are drawn
+    from groklab.report.figures import (
+        axis_figure,
+        colors,
+        grid_figure,
+        metrics_figure,
+        task_figure,
+    )
+
+    def png(name: str) -> Path:
+        return prefix.with_name(f"{prefix.name}-{name}.png")
+
+    curves = study.curves
+    palette = colors(list(dict.fromkeys(study.finished["config"])))
+    made = [(grid_figure(curves, f"{study.name}: validation accuracy", png("val_acc"), palette),
+             "Validation accuracy against steps, every task (mean ± stderr over seeds)")]
+    for task, part in curves.groupby("task", sort=False):
+        made.append((task_figure(part, f"{study.name}: {task}", png(slug(str(task))), palette),
+                     f"{task}: train (dashed) and validation (solid) loss and accuracy"))
+    for task, part in study.metrics.groupby("task", sort=False):
+        made.append((metrics_figure(part, f"{study.name}: {task}, recorded metrics",
+                                    png(f"{slug(str(task))}-metrics"), palette),
+                     f"{task}: named metrics recorded at every evaluation (mean ± stderr over "
+                     "seeds)"))
+    for axis in numeric_axes(study):
+        points = axis_points(study.finished, axis)
+        axis_palette = colors(list(dict.fromkeys(points["config"])))
+        for task, part in points.groupby("task", sort=False):
+            path = png(f"{slug(str(task))}-by-{slug(axis)}")
+            made.append((axis_figure(part, axis, AXIS_METRICS,
+                                     f"{study.name}: {task} against {axis}", path,
+                                     axis_palette),
+                         f"{task}: maximum validation accuracy and steps to 99 % against "
+                         f"{axis} (mean ± stderr over seeds; a run that never reached 99 % "
+                         "counts as the step budget)"))
+    return made
+
+
+def numeric_axes(study: StudyData) -> list[str]:
+    """The study's grid axes (after overrides) with several numeric values, ``task`` aside."""
+    definition = study.definition or {}
+    grid = dict(definition.get("grid") or {})
+    grid |= {k: v for k, v in (definition.get("overrides") or {}).items() if len(v) > 1}
+    return [k for k, values in grid.items() if k not in ("task", "seed") and len(values) > 1
+            and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+            and k in study.finished.columns]
+
+
+def axis_points(runs: pd.DataFrame, axis: str) -> pd.DataFrame:
+    """Per task, configuration (its label without ``axis=value``) and axis value: the
+    summary metrics over seeds."""
+    token = re.compile(rf"(^|\s){re.escape(axis)}=\S+")
+    base = runs.assign(config=[token.sub("", c).strip() or "all runs" for c in runs["config"]])
+    parts = []
+    for value, part in base.groupby(axis, sort=True):
+        parts.append(summarize(part.drop(columns=["settings"], errors="ignore")
+                               .assign(settings=part["config"])).assign(**{axis: value}))
+    return pd.concat(parts, ignore_index=True)
