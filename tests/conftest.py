@@ -59,3 +59,19 @@ def results_json(out: Path) -> list[dict]:
 @pytest.fixture
 def cli():
     return groklab
+
+
+@pytest.fixture
+def store_opens(monkeypatch) -> list:
+    """Every ``Store`` opened from now on (its arguments), to count a command's stores."""
+    from groklab.store import Store
+
+    opened: list = []
+    real = Store.__init__
+
+    def counting(self, *args, **kwargs):
+        opened.append(args)
+        real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "__init__", counting)
+    return opened

@@ -193,17 +193,11 @@ def test_report_says_when_a_column_holds_differing_settings(tmp_path):
     assert "| task | baseline (p=11) | baseline (p=13) |" in md and "differing" not in md
 
 
-def test_a_report_opens_the_store_once(tmp_path, monkeypatch):
+def test_a_report_opens_the_store_once(tmp_path, store_opens):
     write_runs(tmp_path, [RunSpec(task="x_plus_y", p=11, steps=30, lr_name="baseline", seed=s)
                           for s in (0, 1)])
-    opened = []
-    real = Store.__init__
-
-    def counting(self, *args, **kwargs):
-        opened.append(args)
-        real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Store, "__init__", counting)
+    store_opens.clear()  # the report's own opens only
+    opened = store_opens
     files = write_report(tmp_path)
     assert len(opened) == 1 and files.csv.is_file()
 

@@ -105,16 +105,9 @@ def test_embedding_study_expands_and_reports_its_diagnostics(tmp_path):
     assert one_hot.empty  # no embedding table: nothing to measure
 
 
-def test_run_study_opens_its_store_once_and_uses_a_given_one(tmp_path, monkeypatch):
+def test_run_study_opens_its_store_once_and_uses_a_given_one(tmp_path, store_opens):
     study = preset("grokking-fraction").with_overrides(steps=5, seeds=1, **TINY)
-    opened = []
-    real = Store.__init__
-
-    def counting(self, *args, **kwargs):
-        opened.append(args)
-        real(self, *args, **kwargs)
-
-    monkeypatch.setattr(Store, "__init__", counting)
+    opened = store_opens
     assert run_study(study, tmp_path, progress=False)["trained"] == 4
     assert len(opened) == 1
     with Store(tmp_path) as store:
