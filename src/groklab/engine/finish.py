@@ -1,4 +1,4 @@
-"""One way to finish a cohort, whichever executor trained it (docs/design.md, decision 8).
+"""One way to finish a cohort, whichever executor trained it (docs/design.md, decisions 11 and 14).
 
 As each run ends (``RunEnd``), ``Finisher.run_done`` saves its final weights (and its final
 optimiser state when a child carries it) next to the store; ``Finisher.finish`` then writes
