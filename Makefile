@@ -8,6 +8,8 @@ BIN := $(VENV)/bin
 $(BIN)/groklab: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
+	# the exact CPU build first (a library must not pin its users' torch: pyproject says >=)
+	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(BIN)/groklab
 
