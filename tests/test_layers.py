@@ -12,7 +12,8 @@ SRC = Path(groklab.__file__).parent
 
 # lowest first; a module belongs to the first entry that is it or one of its packages
 LAYERS = [
-    ("leaves", ["groklab.records", "groklab.rates", "groklab.claims", "groklab.format"]),
+    ("leaves", ["groklab.records", "groklab.rates", "groklab.claims", "groklab.format",
+                "groklab.registry"]),
     ("tasks", ["groklab.tasks"]),
     ("models", ["groklab.models"]),
     ("spec", ["groklab.spec"]),

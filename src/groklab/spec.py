@@ -34,9 +34,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from groklab.models import model_names, model_settings
+from groklab.models import model_settings
 from groklab.rates import FILTER_LAMB, GROUPS, LR_CONFIGS
-from groklab.tasks import build_task, task_names
+from groklab.tasks import build_task
 from groklab.tasks.base import task_builder
 
 SEMANTICS = 2  # the current meaning of a run; see the module docstring
@@ -155,8 +155,7 @@ class RunSpec(BaseModel):
     @field_validator("model")
     @classmethod
     def _known_model(cls, v: str) -> str:
-        if v not in model_names():
-            raise ValueError(f"unknown model {v!r}; known models: {', '.join(model_names())}")
+        model_settings(v)  # raises for an unknown model, naming the known ones
         return v
 
     @field_validator("lr")
@@ -171,8 +170,7 @@ class RunSpec(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
-        if self.task not in task_names():
-            raise ValueError(f"unknown task {self.task!r}; known tasks: {', '.join(task_names())}")
+        task_builder(self.task)  # raises for an unknown task, naming the known ones
         if (self.task == "text") != (self.model == "gpt"):
             raise ValueError("the text task trains model 'gpt', and model 'gpt' trains the text "
                              f"task (got task {self.task!r} with model {self.model!r})")

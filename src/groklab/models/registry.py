@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 from groklab.models.base import CohortModel
+from groklab.registry import Registry
 from groklab.tasks import TaskData
 
 ModelBuilder = Callable[..., CohortModel]
@@ -36,7 +37,7 @@ class _Entry:
     settings: frozenset[str]  # reads, and the settings kept in the identity without a read
 
 
-_REGISTRY: dict[str, _Entry] = {}
+_MODELS: Registry[_Entry] = Registry("model")
 
 
 def register_model(name: str, *, unread: Iterable[str] = ()) -> Callable[[B], B]:
@@ -50,7 +51,7 @@ def register_model(name: str, *, unread: Iterable[str] = ()) -> Callable[[B], B]
     def wrap(builder: B) -> B:
         params = inspect.signature(builder).parameters.values()
         reads = tuple(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
-        _REGISTRY[name] = _Entry(builder, reads, frozenset(reads) | frozenset(unread))
+        _MODELS.add(name, _Entry(builder, reads, frozenset(reads) | frozenset(unread)))
         return builder
 
     return wrap
@@ -58,23 +59,17 @@ def register_model(name: str, *, unread: Iterable[str] = ()) -> Callable[[B], B]
 
 def model_names() -> list[str]:
     """Every registered model's name, sorted."""
-    return sorted(_REGISTRY)
-
-
-def _entry(name: str) -> _Entry:
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
-    return _REGISTRY[name]
+    return _MODELS.names()
 
 
 def model_settings(name: str) -> frozenset[str]:
     """The run settings of model ``name``'s identity: those its builder reads (and any it
     keeps unread, see ``register_model``)."""
-    return _entry(name).settings
+    return _MODELS.get(name).settings
 
 
 def build_model(spec: ModelSpec, task: TaskData) -> CohortModel:
     """The model named by ``spec.model``, sized for ``task``, from the settings it reads."""
-    entry = _entry(spec.model)
+    entry = _MODELS.get(spec.model)
     settings: dict[str, Any] = {k: getattr(spec, k) for k in entry.reads}
     return entry.builder(task, **settings)

@@ -23,6 +23,7 @@ from groklab.optim.transforms import (
     ScaleByRate,
     Transform,
 )
+from groklab.registry import Registry
 
 if TYPE_CHECKING:
     from groklab.spec import RunSpec
@@ -49,29 +50,23 @@ class CohortHyper:
 
 
 ChainBuilder = Callable[[CohortHyper], list[Transform]]
-_CHAINS: dict[str, ChainBuilder] = {}
+_CHAINS: Registry[ChainBuilder] = Registry("optimizer")
 
 
 def register_chain(name: str) -> Callable[[ChainBuilder], ChainBuilder]:
     """Decorator: register ``chain(hyper) -> transforms`` as optimiser ``name``."""
 
-    def wrap(chain: ChainBuilder) -> ChainBuilder:
-        _CHAINS[name] = chain
-        return chain
-
-    return wrap
+    return lambda chain: _CHAINS.add(name, chain)
 
 
 def chain_names() -> list[str]:
     """Every registered optimiser's name, sorted."""
-    return sorted(_CHAINS)
+    return _CHAINS.names()
 
 
 def optimizer_chain(name: str) -> ChainBuilder:
     """The chain function of optimiser ``name`` (``ValueError`` for an unknown name)."""
-    if name not in _CHAINS:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(chain_names())}")
-    return _CHAINS[name]
+    return _CHAINS.get(name)
 
 
 def _adam(h: CohortHyper) -> ScaleByAdam:

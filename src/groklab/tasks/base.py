@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from groklab.registry import Registry
+
 # Symbol tokens come first in every vocabulary (docs/protocol.md §2); group elements follow.
 OP_TOKEN = 0
 EQ_TOKEN = 1
@@ -49,7 +51,7 @@ class TaskData:
 
 
 TaskBuilder = Callable[..., TaskData]
-_REGISTRY: dict[str, TaskBuilder] = {}
+_TASKS: Registry[TaskBuilder] = Registry("task", TaskError)
 
 
 def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
@@ -60,22 +62,16 @@ def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
     with ``**_`` to accept (and ignore) the others.
     """
 
-    def wrap(builder: TaskBuilder) -> TaskBuilder:
-        _REGISTRY[name] = builder
-        return builder
-
-    return wrap
+    return lambda builder: _TASKS.add(name, builder)
 
 
 def task_names() -> list[str]:
-    return sorted(_REGISTRY)
+    return _TASKS.names()
 
 
 def task_builder(name: str) -> TaskBuilder:
     """The registered builder of task ``name``; its keyword parameters are the task's settings."""
-    if name not in _REGISTRY:
-        raise TaskError(f"unknown task {name!r}; known tasks: {', '.join(task_names())}")
-    return _REGISTRY[name]
+    return _TASKS.get(name)
 
 
 @lru_cache(maxsize=32)
