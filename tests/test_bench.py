@@ -4,7 +4,13 @@ import json
 
 import pytest
 
-from groklab.bench import bench_training, matmul_peak, reference_specs, step_flops
+from groklab.bench import (
+    METHODS,
+    bench_training,
+    matmul_peak,
+    reference_specs,
+    step_flops,
+)
 from groklab.models import Transformer
 
 
@@ -55,9 +61,23 @@ def test_cli_bench_json(cli):
     (["--device", "tpu"], "unknown device"),
     (["--model", "gru"], "--model"),
     (["--batch-size", "0"], "--batch-size"),
+    (["--method", "adamw,lion"], "--method"),
 ])
 def test_cli_bench_bad_input(cli, args, message):
     proc = cli("bench", *args, check=False)
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0]
+
+
+def test_bench_times_each_method_on_the_reference_configuration():
+    specs = {m: reference_specs(2, "fp32", 10, method=m) for m in METHODS}
+    assert [s.optimizer for s in specs["muon"]] == ["muon", "muon"]
+    assert specs["orthograd"][0].grad_ortho and specs["stablemax"][0].loss == "stablemax"
+    assert specs["adamw"] == reference_specs(2, "fp32", 10)
+
+
+@pytest.mark.slow
+def test_bench_row_names_its_method():
+    row = bench_training("cpu", "fp32", cohort=1, windows=1, method="muon")
+    assert row.method == "muon" and row.ms_per_step > 0

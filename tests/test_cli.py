@@ -39,7 +39,7 @@ def test_small_task_groks_and_second_invocation_runs_nothing(tmp_path):
     assert curve[reached] > 0.99 and all(curve[s] <= 0.99 for s in curve if s < reached)
     assert curve[10] < 0.5  # it did not start out generalising
     again = groklab(*args)
-    assert "0 run(s) trained, 1 already finished" in again.stderr
+    assert "0 run(s) trained here, 1 already finished" in again.stderr
     assert results_json(out) == [run]
     table = groklab("results", str(out)).stdout
     assert run["id"] in table and "finished" in table
@@ -86,8 +86,8 @@ def test_killed_run_resumes_without_duplicate_rows(tmp_path):
         (["--steps", "-5"], "steps"),
         (["--task", "x_div_y", "--p", "91"], "prime"),
         (["--task", "permutation", "--k", "1"], "k"),
-        (["--train-fraction", "1.0"], "train_fraction"),
-        (["--batch-size", "0"], "batch_size"),
+        (["--train-fraction", "1.0"], "--train-fraction must be in (0, 1)"),
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
         (["--seeds", "0"], "seeds"),
         (["--device", "tpu"], "unknown device"),
         (["--precision", "fp8"], "precision"),
@@ -95,7 +95,7 @@ def test_killed_run_resumes_without_duplicate_rows(tmp_path):
         (["--grad-filter", "ema:fast"], "--grad-filter"),
         (["--grad-filter", "lowpass:3"], "--grad-filter"),
         (["--grad-filter", "ma:100:5:1"], "--grad-filter"),
-        (["--grad-filter", "ema:1.5"], "filter_alpha"),
+        (["--grad-filter", "ema:1.5"], "ALPHA must be in [0, 1)"),
         (["--dropout", "1.0"], "dropout"),
         (["--dropout", "-0.1"], "dropout"),
         (["--dropout", "nan"], "--dropout"),

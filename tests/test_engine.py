@@ -46,6 +46,15 @@ COHORTS = {
                   dict(diagnostics=True, sampling="balanced", seed=1),
                   dict(diagnostics=True, embedding_lr="adaptive", embedding_lr_c=0.5,
                        embedding_lr_every=3, sampling="balanced", seed=2)],
+    "measures": [dict(measures="fourier", measures_every=1), dict(seed=1),  # every evaluation
+                 dict(measures="norms", measures_every=2, seed=2),
+                 dict(measures="fourier", measures_every=2, dropout=0.2, seed=3)],
+    "muon": [dict(optimizer="muon"), dict(optimizer="muon", muon_lr_ratio=5.0, seed=1),
+             dict(optimizer="muon", muon_momentum=0.8, muon_nesterov=False, seed=2),
+             dict(optimizer="muon", muon_adjust_lr="match_rms_adamw", grad_ortho=True,
+                  loss="stablemax", seed=3)],
+    "accelerators": [dict(grad_ortho=True), dict(loss="stablemax"), dict(),
+                     dict(grad_ortho=True, loss="stablemax", grad_filter="ema", seed=1)],
 }
 
 

@@ -20,7 +20,7 @@ def test_external_hook_stops_are_not_recorded_as_full_runs(tmp_path):
         return HookResult(retire=rows) if step == 8 else None
 
     counts = run_specs(specs, tmp_path, progress=False, hooks=[retire_seed0_at_8])
-    assert counts["trained"] == 2
+    assert counts["trained"] == 2 and counts["stopped"] == 1
     with Store(tmp_path, create=False) as store:
         by_seed = {r["seed"]: r for r in store.runs()}
         stopped, full = by_seed[0], by_seed[1]
@@ -32,7 +32,8 @@ def test_external_hook_stops_are_not_recorded_as_full_runs(tmp_path):
 
     # the next invocation (no hook) trains the stopped run to its whole budget, same id
     again = run_specs(specs, tmp_path, progress=False)
-    assert again == {"total": 2, "trained": 1, "skipped": 1, "waiting": 0}
+    assert again == {"total": 2, "trained": 1, "skipped": 1, "waiting": 0, "elsewhere": 0,
+                     "stopped": 0}
     with Store(tmp_path, create=False) as store:
         row = next(r for r in store.runs() if r["id"] == stopped["id"])
         assert row["status"] == "finished"

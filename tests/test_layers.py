@@ -13,9 +13,10 @@ SRC = Path(groklab.__file__).parent
 # lowest first; a module belongs to the first entry that is it or one of its packages
 LAYERS = [
     ("leaves", ["groklab.records", "groklab.rates", "groklab.claims", "groklab.format",
-                "groklab.registry"]),
+                "groklab.registry", "groklab.progress", "groklab.recipes"]),
     ("tasks", ["groklab.tasks"]),
     ("models", ["groklab.models"]),
+    ("measures", ["groklab.measures"]),
     ("spec", ["groklab.spec"]),
     ("optim", ["groklab.optim"]),
     ("store", ["groklab.store"]),

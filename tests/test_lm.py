@@ -278,7 +278,7 @@ def test_lm_learns_text_and_sample_uses_its_alphabet(tmp_path, capsys):
     assert main(["report", str(out)]) == 0
     report = (out / "report.md").read_text()
     assert "| exp:0.8 | 1 |" in report and "best val loss" in report and "### Samples" in report
-    assert (out / "figures" / "runs-loss.png").stat().st_size > 10_000
+    assert (out / "figures" / "groklab_run-loss.png").stat().st_size > 10_000  # in no study
 
 
 @pytest.mark.parametrize("content, message", [

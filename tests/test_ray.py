@@ -68,7 +68,8 @@ def in_process(tmp_path_factory):
 def test_ray_gives_the_store_of_the_in_process_executor(local_ray, in_process, tmp_path):
     counts = run_specs(study_specs(), tmp_path, device="cpu", progress=False,
                        executor=RayExecutor(cpus_per_cohort=1))
-    assert counts == {"total": 6, "trained": 6, "skipped": 0, "waiting": 0}
+    assert counts == {"total": 6, "trained": 6, "skipped": 0, "waiting": 0, "elsewhere": 0,
+                      "stopped": 0}
     got = snapshot(tmp_path)
     assert len(got["runs"]) == 6 and all(r["status"] == "finished" for r in got["runs"].values())
     assert any(got["metrics"].values())

@@ -25,7 +25,8 @@ OTHER = dict(task="x_minus_y", p=89, k=4, operands=3, n_examples=5000, max_len=1
              init_from="0123456789abcdef", train_fraction=0.3, model="mlp", n_layers=3,
              d_model=64, n_heads=2, d_ff=100, d_hidden=64, activation="gelu", embedding=False,
              dropout=0.1, embedding_lr="adaptive", embedding_lr_c=2.0, embedding_lr_every=10,
-             sampling="balanced", diagnostics=True, optimizer="adam", beta1=0.8, beta2=0.9,
+             sampling="balanced", diagnostics=True, measures="fourier", measures_every=3,
+             optimizer="adam", beta1=0.8, beta2=0.9,
              eps=1e-6,
              weight_decay=0.1, decay_params="matrices", momentum=0.5, nesterov=True,
              grad_clip=1.0, grad_filter="ema", filter_alpha=0.9, filter_window=10,
@@ -33,7 +34,9 @@ OTHER = dict(task="x_minus_y", p=89, k=4, operands=3, n_examples=5000, max_len=1
              warmup=5, lr_schedule="cosine", min_lr_ratio=0.2, lr_depth="linear",
              lr_depth_gamma=0.5, lr_depth_floor=0.3, steps=100, batch_size=64, eval_every=5,
              precision="bf16", semantics=1, seed=4, stop_val_acc=0.9, stop_patience=3,
-             corpus=str(CORPUS), context=8, eval_batches=3, init_optimizer="carried")
+             corpus=str(CORPUS), context=8, eval_batches=3, init_optimizer="carried",
+             muon_lr_ratio=5.0, muon_momentum=0.5, muon_nesterov=False,
+             muon_adjust_lr="match_rms_adamw", grad_ortho=True, loss="stablemax")
 # the settings a field needs to be in effect (not ignored)
 NEEDS = dict(k={"task": "permutation"}, momentum={"optimizer": "sgd"},
              nesterov={"optimizer": "sgd", "momentum": 0.5}, filter_alpha={"grad_filter": "ema"},
@@ -47,6 +50,9 @@ NEEDS = dict(k={"task": "permutation"}, momentum={"optimizer": "sgd"},
              stop_patience={"stop_val_acc": 0.9},
              corpus={"task": "text", "model": "gpt"}, context={"task": "text", "model": "gpt"},
              init_optimizer={"init_from": "0123456789abcdef"},
+             measures_every={"measures": "norms"},
+             muon_lr_ratio={"optimizer": "muon"}, muon_momentum={"optimizer": "muon"},
+             muon_nesterov={"optimizer": "muon"}, muon_adjust_lr={"optimizer": "muon"},
              )
 
 

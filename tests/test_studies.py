@@ -163,7 +163,7 @@ def test_cli_study_bad_input_one_line_exit_2(tmp_path, args, message):
 
 
 def test_cli_list_shows_tasks_configurations_and_studies():
-    out = groklab("list").stdout
+    out = groklab("list", "--runs").stdout  # counts: --runs (tests/test_cli_start.py: list)
     for word in ("x_div_y", "permutation", "layerwise", "tie_l_h", "paper-table1",
                  "paper-runs", "paper-ablation"):
         assert word in out

@@ -60,7 +60,7 @@ def test_paper_layout_rows_tasks_columns_configurations_flags_censored():
     assert steps.loc["x_plus_y", "baseline"] == "300 ± 115*"
     assert steps.loc["x_plus_y", "layerwise"] == "50"
     assert steps.loc["permutation", "baseline"] == "500 ± 0*"
-    assert wide(summary, "final_val_loss").loc["permutation", "baseline"] == "1.5 ± 0.5"
+    assert wide(summary, "final_val_loss").loc["permutation", "baseline"] == "1.500 ± 0.500"
     note = censored_note(summary)
     assert note.startswith("* ") and "(500)" in note
     assert "x_plus_y / baseline: 1 of 3" in note and "permutation / baseline: 2 of 2" in note

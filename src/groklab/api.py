@@ -10,7 +10,9 @@ import pandas as pd
 
 from groklab.engine import run_specs
 from groklab.rates import parse_lr
+from groklab.recipes import recipe as get_recipe
 from groklab.report import ReportFiles, summary_table, write_report
+from groklab.report.tidy import curves_frame, runs_frame
 from groklab.spec import RunSpec
 from groklab.store import Store
 from groklab.store.weights import LoadedRun, load_weights
@@ -20,16 +22,27 @@ from groklab.studies import Study, get_study, run_study
 LrChoice = str | tuple[float, float, float] | dict[str, float]
 
 
-def make_specs(*, lr: LrChoice | Sequence[LrChoice] = "baseline", seeds: int = 1,
-               seed: int = 0, **settings: Any) -> list[RunSpec]:
+def make_specs(*, lr: LrChoice | Sequence[LrChoice] | None = None, seeds: int = 1,
+               seed: int = 0, recipe: str | None = None, **settings: Any) -> list[RunSpec]:
     """Specs for every lr choice × seeds ``seed .. seed+seeds-1``.
 
     ``lr`` is a configuration name, a triple (embedding, lower, higher), a dict of rates per
-    group (with ``group_rules``), or a list of those.
+    group (with ``group_rules``), or a list of those (default: the recipe's, else
+    ``baseline``). ``recipe`` names a recipe (``groklab.recipes``) whose settings the keywords
+    override; its runs are labelled by its name unless ``lr`` is given.
     Any other RunSpec field (task, p, steps, weight_decay, ...) may be given as a keyword.
     """
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
+    if recipe is not None:
+        bundle = dict(get_recipe(recipe).settings)
+        recipe_lr = bundle.pop("lr", None)
+        settings = bundle | settings
+        if lr is None:
+            settings.setdefault("lr_name", recipe)
+            lr = tuple(recipe_lr) if isinstance(recipe_lr, list) else recipe_lr
+    if lr is None:
+        lr = "baseline"
     choices = [lr] if isinstance(lr, str | dict) or _is_triple(lr) else list(lr)
     specs = []
     for choice in choices:
@@ -63,9 +76,22 @@ def run(out: str | Path, *, device: str | None = None, progress: bool = True,
 
 
 def results(out: str | Path) -> pd.DataFrame:
-    """One row per run in ``out``'s store: spec fields, status and final metrics."""
+    """One row per run in ``out``'s store (read-only stores too), sorted by task, label and
+    seed: ``id``, the spec's settings, ``label``, ``status``, timing and final metrics.
+    Dtypes are fixed per column (report/tidy.py): metrics float64 with NaN for "not reached"
+    or "not finished", whole-number settings Int64, real settings float64."""
     with Store(out, create=False) as store:
-        return pd.DataFrame(store.runs())
+        return runs_frame(store.runs())
+
+
+def curves(out: str | Path) -> pd.DataFrame:
+    """Every evaluated step of every run in ``out``'s store, long (tidy) format: ``run_id``,
+    ``task``, ``label``, ``seed``, ``step``, ``metric`` (``train_loss``, ``train_acc``,
+    ``val_loss``, ``val_acc`` and every named metric recorded) and ``value`` (float64); what
+    ``groklab export csv`` writes as ``curves.csv``. One run's curve as records:
+    ``groklab.Store(out).curve(run_id)``."""
+    with Store(out, create=False) as store:
+        return curves_frame(store)
 
 
 def study(study: str | Path | Study, out: str | Path | None = None, *,
@@ -86,17 +112,20 @@ def study(study: str | Path | Study, out: str | Path | None = None, *,
     return table[table["study"] == definition.name].reset_index(drop=True)
 
 
-def report(path: str | Path) -> ReportFiles:
-    """Write ``report.md``, ``report.html``, ``summary.csv`` and ``figures/`` into ``path``."""
-    return write_report(path)
+def report(path: str | Path, out: str | Path | None = None) -> ReportFiles:
+    """Write ``report.md``, ``report.html``, ``summary.csv`` and ``figures/`` of ``path``'s
+    store into ``out`` (default: ``path``)."""
+    return write_report(path, out)
 
 
 def load_run(out: str | Path, run_id: str) -> LoadedRun:
-    """A finished run of ``out``'s store, by id: its spec, its model and its final weights
-    (``.logits(tokens)`` evaluates it); ``load_weights(out, run_id)`` gives the weights alone.
-    """
+    """A finished run of ``out``'s store, by id or a unique prefix of one (``UnknownRun``
+    otherwise): its spec, its model and its final weights (``.logits(tokens)`` evaluates it);
+    ``load_weights(out, run_id)`` gives the weights alone."""
+    with Store(out, create=False) as store:
+        run_id = store.resolve(run_id)
     return _load_run(out, run_id)
 
 
-__all__ = ["LoadedRun", "load_run", "load_weights", "make_specs", "report", "results", "run",
-           "study"]
+__all__ = ["LoadedRun", "curves", "load_run", "load_weights", "make_specs", "report", "results",
+           "run", "study"]

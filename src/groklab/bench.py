@@ -2,8 +2,9 @@
 
 For the reference configuration (x_div_y, p 97, batch 512, evaluation every 10 steps over the
 whole validation split), any model (``--model transformer,mlp,lstm,gpt``; gpt: the character
-LM at ``groklab lm``'s CPU size, one batch per split evaluated every 10 steps) and batch
-size, and each precision and cohort size: ms per training step with evaluation amortised, the
+LM at ``groklab lm``'s CPU size, one batch per split evaluated every 10 steps), training method
+(``--method``: AdamW, Muon, ⊥Grad or StableMax, ``METHODS``) and batch size, and each
+precision and cohort size: ms per training step with evaluation amortised, the
 model FLOPs per step (each model's ``forward_flops``: matmuls counted from the shapes actually
 computed), the achieved GFLOP/s, and the dense matmul throughput of the same device and
 precision measured in the same process just before, so that the fraction of peak is a ratio
@@ -18,14 +19,19 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
-from tqdm.auto import tqdm
 
 from groklab.engine.cohort import train_cohort
 from groklab.models import build_model
+from groklab.progress import bar as progress_bar
 from groklab.spec import RunSpec
 from groklab.tasks import build_task
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+
+# ``--method``: the run settings each timed training method adds to the reference (AdamW)
+METHODS: dict[str, dict[str, object]] = {
+    "adamw": {}, "muon": {"optimizer": "muon"}, "orthograd": {"grad_ortho": True},
+    "stablemax": {"loss": "stablemax"}}
 
 
 def _sync(device: torch.device) -> None:
@@ -63,6 +69,7 @@ def matmul_peak(device: str | torch.device, precision: str, repeats: int = 7) ->
 @dataclass
 class BenchRow:
     model: str
+    method: str  # a METHODS name
     batch_size: int
     device: str
     precision: str
@@ -78,10 +85,10 @@ class BenchRow:
 
 
 def reference_specs(cohort: int, precision: str, steps: int, model: str = "transformer",
-                    batch_size: int | None = None) -> list[RunSpec]:
+                    batch_size: int | None = None, method: str = "adamw") -> list[RunSpec]:
     """The reference configuration (x_div_y, p 97, batch 512, evaluation every 10 steps) for
     ``model``, seeds 0..cohort-1; for ``gpt`` the CPU size of ``groklab lm`` (batch 16) with
-    one batch per split evaluated every 10 steps."""
+    one batch per split evaluated every 10 steps; trained with ``method`` (``METHODS``)."""
     if model == "gpt":
         from groklab.lm.settings import lm_settings
 
@@ -90,7 +97,7 @@ def reference_specs(cohort: int, precision: str, steps: int, model: str = "trans
     else:
         base = dict(task="x_div_y", p=97, batch_size=batch_size or 512, eval_every=10,
                     model=model)
-    return [RunSpec(**(base | dict(steps=steps, precision=precision, seed=s)))
+    return [RunSpec(**(base | METHODS[method] | dict(steps=steps, precision=precision, seed=s)))
             for s in range(cohort)]
 
 
@@ -105,7 +112,7 @@ def step_flops(spec: RunSpec) -> float:
 
 def bench_training(device: str, precision: str, cohort: int, windows: int = 10,
                    compile: bool = False, model: str = "transformer",
-                   batch_size: int | None = None
+                   batch_size: int | None = None, method: str = "adamw"
                    ) -> BenchRow:
     """Median time of ``windows`` evaluation windows (10 steps + 1 eval), after warm-up ones.
 
@@ -113,7 +120,8 @@ def bench_training(device: str, precision: str, cohort: int, windows: int = 10,
     evaluation and its last slice are all met in the first window).
     """
     warm = 3 if compile else 2
-    specs = reference_specs(cohort, precision, (warm + windows) * 10, model, batch_size)
+    specs = reference_specs(cohort, precision, (warm + windows) * 10, model, batch_size,
+                            method)
     peak = matmul_peak(device, precision)  # measured just before, in the same process
     stamps: list[float] = []
     train_cohort(specs, device, on_eval=lambda *_: stamps.append(time.perf_counter()),
@@ -122,21 +130,24 @@ def bench_training(device: str, precision: str, cohort: int, windows: int = 10,
     ms = statistics.median(per_window) / 10 * 1000
     flops = step_flops(specs[0]) * cohort
     achieved = flops / (ms / 1000) / 1e9
-    return BenchRow(model, specs[0].batch_size, device, precision, compile, cohort, ms,
+    return BenchRow(model, method, specs[0].batch_size, device, precision, compile, cohort, ms,
                     cohort * 1000 / ms, flops / 1e9, achieved, peak, achieved / peak,
                     flops / peak / 1e6)
 
 
 def run_bench(device: str, precisions: list[str], cohorts: list[int],
               compile: bool = False, progress: bool = False,
-              models: Sequence[str] = ("transformer",), batch_size: int | None = None
-              ) -> list[dict]:
-    """Every (model, precision, cohort); the peak is re-measured next to each timing."""
-    combos = [(m, p, r) for m in models for p in precisions for r in cohorts]
+              models: Sequence[str] = ("transformer",), batch_size: int | None = None,
+              methods: Sequence[str] = ("adamw",)) -> list[dict]:
+    """Every (model, method, precision, cohort); the peak is re-measured next to each
+    timing."""
+    combos = [(m, k, p, r) for m in models for k in methods for p in precisions
+              for r in cohorts]
     rows = []
-    with tqdm(combos, desc="bench", unit="config", disable=not progress, leave=False) as bar:
-        for m, p, r in bar:
-            bar.set_postfix_str(f"{m}, {p}, cohort {r}")
+    with progress_bar(combos, desc="bench", unit="config", disable=not progress,
+                      leave=False) as bar:
+        for m, k, p, r in bar:
+            bar.set_postfix_str(f"{m}, {k}, {p}, cohort {r}")
             rows.append(asdict(bench_training(device, p, r, compile=compile, model=m,
-                                              batch_size=batch_size)))
+                                              batch_size=batch_size, method=k)))
     return rows

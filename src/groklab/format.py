@@ -4,10 +4,11 @@
   parentheses, tables in braces; in a run label (``compact``), comma-joined with no
   brackets and no spaces, so a label stays a list of space-separated ``key=value`` tokens.
 - A measured number (``number``): a format spec per quantity: ``ACCURACY`` (three
-  decimals), ``WHOLE`` for step counts and their means (whole steps), seconds and tokens
-  per second; a missing number is ``MISSING``.
-- A cell over seeds (``mean_se``): ``mean ± stderr`` in the number's format; a single seed
-  (stderr undefined: ``stderr`` gives NaN) shows the mean alone.
+  decimals: accuracies and losses), ``WHOLE`` for step counts and their means (whole
+  steps), seconds and tokens per second; a missing number is ``MISSING``, in every table.
+- A cell over seeds (``mean_se``): ``mean ± stderr``, both in the number's format; a single
+  seed (stderr undefined: ``stderr`` gives NaN) shows the mean alone, in every table.
+- What an invocation did with its runs (``run_counts``): each count says whose work it is.
 
 A leaf module: it imports nothing from groklab.
 """
@@ -15,7 +16,7 @@ A leaf module: it imports nothing from groklab.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 MISSING = "—"  # a number that does not exist: no finished run, no seed got there
@@ -67,3 +68,18 @@ def mean_se(mean: Any, se: Any, fmt: str = ACCURACY) -> str:
     if is_missing(mean):
         return MISSING
     return number(mean, fmt) + ("" if is_missing(se) else f" ± {number(se, fmt)}")
+
+
+def run_counts(counts: Mapping[str, int]) -> str:
+    """What one invocation did with its runs (``engine.run_specs``' counts), in words that
+    say whose work each number is: "2 run(s) trained here, 2 left to another process that
+    holds them, 1 already finished". Zero counts other than the trained are left out."""
+    parts = [f"{counts.get('trained', 0)} run(s) trained here"]
+    if counts.get("stopped"):
+        parts[0] += f" ({counts['stopped']} stopped early by a hook: recorded as 'stopped')"
+    for key, words in (("elsewhere", "left to another process that holds them"),
+                       ("waiting", "waiting for a parent run (init_from)"),
+                       ("skipped", "already finished")):
+        if counts.get(key):
+            parts.append(f"{counts[key]} {words}")
+    return ", ".join(parts)

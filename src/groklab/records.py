@@ -27,7 +27,22 @@ class EvalRow:
 
 
 FINAL_METRICS = ("final_train_loss", "final_train_acc", "final_val_loss", "final_val_acc",
-                 "step_val_acc_99", "max_val_acc", "step_train_acc_99", "grokking_delay")
+                 "step_val_acc_99", "max_val_acc", "step_train_acc_99", "grokking_delay",
+                 "step_val_acc_99_held")
+
+
+def held_step(curve: Sequence[EvalRow], threshold: float = 0.99) -> int | None:
+    """The first evaluated step from which validation accuracy stays above ``threshold``
+    through the curve's last row (docs/protocol.md §4): None when the last row is not above
+    it (the run had not grokked for good when it ended: censored). A run that passes the
+    threshold, spikes back down (Adam's slingshot) and recovers is held only from the
+    recovery on."""
+    held = None
+    for row in reversed(curve):
+        if not row.val_acc > threshold:
+            break
+        held = row.step
+    return held
 
 
 def final_metrics(curve: Sequence[EvalRow], threshold: float = 0.99) -> dict[str, Any]:
@@ -45,4 +60,5 @@ def final_metrics(curve: Sequence[EvalRow], threshold: float = 0.99) -> dict[str
     return {"final_train_loss": last.train_loss, "final_train_acc": last.train_acc,
             "final_val_loss": last.val_loss, "final_val_acc": last.val_acc,
             "step_val_acc_99": reached, "max_val_acc": max(r.val_acc for r in curve),
-            "step_train_acc_99": memorised, "grokking_delay": delay}
+            "step_train_acc_99": memorised, "grokking_delay": delay,
+            "step_val_acc_99_held": held_step(curve, threshold)}

@@ -6,7 +6,8 @@ A spec is validated once on construction. Its id in the store is the hash of its
 - Settings the run ignores are normalised before hashing: permutation ignores ``p``, the
   modular tasks ignore ``k``, a model ignores the model-shape settings it does not
   register (``groklab.models.model_settings``: the MLP ignores ``n_heads``), SGD ignores
-  the Adam betas and Adam ignores momentum, a constant schedule ignores its floor, and
+  the Adam betas and Adam ignores momentum, only Muon reads the ``muon_*`` settings, a
+  constant schedule ignores its floor, and
   ``d_ff = 4 · d_model`` is the same as leaving it unset. Two specs that train the same
   run have the same id.
 - Fields added after semantics version 1 are left out of the identity while they hold
@@ -34,6 +35,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from groklab.measures.scope import fourier_scope
 from groklab.models import model_settings
 from groklab.rates import FILTER_LAMB, GROUPS, LR_CONFIGS
 from groklab.tasks import build_task
@@ -42,7 +44,7 @@ from groklab.tasks.base import task_builder
 SEMANTICS = 2  # the current meaning of a run; see the module docstring
 
 Precision = Literal["fp32", "bf16"]
-OptimizerName = Literal["adamw", "adam", "sgd"]
+OptimizerName = Literal["adamw", "adam", "sgd", "muon"]
 Schedule = Literal["constant", "cosine"]
 DepthDecay = Literal["none", "exponential", "linear", "cosine"]
 DecayParams = Literal["all", "matrices", "2d"]
@@ -63,7 +65,12 @@ PER_RUN = frozenset({
     "nesterov", "warmup", "lr_schedule", "min_lr_ratio", "lr_depth", "lr_depth_gamma",
     "lr_depth_floor", "decay_params", "grad_clip", "grad_filter", "filter_alpha",
     "filter_window", "filter_lamb", "init_from", "embedding_lr", "embedding_lr_c",
-    "embedding_lr_every", "sampling", "stop_val_acc", "stop_patience", "init_optimizer"})
+    "embedding_lr_every", "sampling", "stop_val_acc", "stop_patience", "init_optimizer",
+    "muon_lr_ratio", "muon_momentum", "muon_nesterov", "muon_adjust_lr", "grad_ortho", "loss",
+    "measures", "measures_every"})
+
+# The reason ``RunSpec.ignored_reasons`` gives a value equal to what leaving it unset gives
+AS_UNSET = "the same as leaving it unset"
 
 # Task arguments: each task takes the subset its builder names; it ignores the rest.
 TASK_FIELDS = ("p", "k", "operands", "n_examples", "corpus", "context")
@@ -105,6 +112,12 @@ class RunSpec(BaseModel):
     embedding_lr_every: int = Field(100, ge=1)  # recompute every N updates
     sampling: Literal["uniform", "balanced"] = "uniform"
     diagnostics: bool = False
+    # progress measures (protocol §4.1): "norms" records weight norms, "fourier" also the
+    # Fourier spectra of the embedding and the logits and the restricted and excluded losses
+    # (x_plus_y, x_minus_y, sum with 2 operands), at the first, every measures_every-th and
+    # last evaluation
+    measures: Literal["none", "norms", "fourier"] = "none"
+    measures_every: int = Field(10, ge=1)
     # optimiser (protocol §4)
     optimizer: OptimizerName = "adamw"
     beta1: float = Field(0.9, ge=0.0, lt=1.0)
@@ -121,6 +134,14 @@ class RunSpec(BaseModel):
     filter_alpha: float = Field(0.98, ge=0.0, lt=1.0)  # ema momentum
     filter_window: int = Field(100, ge=1)  # ma window
     filter_lamb: float | None = Field(None, ge=0.0)  # None: 2 for ema, 5 for ma
+    # Muon (optimizer "muon", protocol §4): orthogonalised momentum on the hidden matrices,
+    # AdamW on the rest; a matrix's Muon rate is muon_lr_ratio × its AdamW rate (optim/muon.py)
+    muon_lr_ratio: float = Field(20.0, gt=0.0)
+    muon_momentum: float = Field(0.95, ge=0.0, lt=1.0)
+    muon_nesterov: bool = True
+    muon_adjust_lr: Literal["original", "match_rms_adamw"] = "original"  # torch's adjust_lr_fn
+    grad_ortho: bool = False  # ⊥Grad: each tensor's gradient orthogonal to it, norm kept
+    loss: Literal["softmax", "stablemax"] = "softmax"  # the cross-entropy's normaliser
     # rates (protocol §5): per group, then warm-up, schedule and depth multipliers
     lr: Rates = LR_CONFIGS["baseline"]
     lr_name: str | None = None  # a label for the rates; not part of the run's identity
@@ -176,6 +197,8 @@ class RunSpec(BaseModel):
                              f"task (got task {self.task!r} with model {self.model!r})")
         if "n_heads" in model_settings(self.model) and self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
+        if self.measures == "fourier":
+            fourier_scope(self.task, self.task_args())  # MeasureError: out of scope, and why
         if self.embedding_lr == "adaptive" and self.model == "mlp" and not self.embedding:
             raise ValueError("embedding_lr 'adaptive' needs an embedding table (the MLP has "
                              "none with embedding = false)")
@@ -220,36 +243,57 @@ class RunSpec(BaseModel):
 
     def ignored(self) -> set[str]:
         """Settings that cannot change this run's result (normalised in its identity)."""
-        out = {f for f in TASK_FIELDS if f not in self.task_args()}
+        return set(self.ignored_reasons())
+
+    def ignored_reasons(self) -> dict[str, str]:
+        """``ignored()`` with why, by setting: what makes it mean nothing for this run
+        ("ignored by optimizer 'adamw'"), or ``AS_UNSET`` for a value equal to what leaving
+        it unset gives (``d_ff`` = 4 · ``d_model``), which means what it says. A setting's
+        first reason is kept. The command refuses a setting given explicitly that means
+        nothing (docs/protocol.md §9), so a rule added here reaches it unchanged."""
+        out: dict[str, str] = {}
+
+        def by(why: str, *fields: str) -> None:
+            for f in fields:
+                out.setdefault(f, why)
+
+        by(f"ignored by task {self.task!r}", *(f for f in TASK_FIELDS
+                                              if f not in self.task_args()))
+        optimizer = f"ignored by optimizer {self.optimizer!r}"
         if self.optimizer == "sgd":
-            out |= {"beta1", "beta2", "eps"}
+            by(optimizer, "beta1", "beta2", "eps")
         else:
-            out |= {"momentum", "nesterov"}
+            by(optimizer, "momentum", "nesterov")
+        if self.optimizer != "muon":
+            by(optimizer, "muon_lr_ratio", "muon_momentum", "muon_nesterov", "muon_adjust_lr")
+        elif self.muon_momentum == 0:  # no momentum: the Nesterov step is the gradient
+            by("ignored with muon_momentum 0", "muon_nesterov")
         if self.lr_schedule == "constant":
-            out.add("min_lr_ratio")
-        out |= {"none": {"lr_depth_gamma", "lr_depth_floor"}, "exponential": {"lr_depth_floor"},
-                "linear": {"lr_depth_gamma"}, "cosine": {"lr_depth_gamma"}}[self.lr_depth]
-        if self.grad_filter == "none":
-            out |= {"filter_alpha", "filter_window", "filter_lamb"}
-        elif self.grad_filter == "ema":
-            out.add("filter_window")
-        else:
-            out.add("filter_alpha")
+            by("ignored by lr_schedule 'constant'", "min_lr_ratio")
+        by(f"ignored by lr_depth {self.lr_depth!r}",
+           *{"none": ("lr_depth_gamma", "lr_depth_floor"), "exponential": ("lr_depth_floor",),
+             "linear": ("lr_depth_gamma",), "cosine": ("lr_depth_gamma",)}[self.lr_depth])
+        by(f"ignored by grad_filter {self.grad_filter!r}",
+           *{"none": ("filter_alpha", "filter_window", "filter_lamb"), "ema": ("filter_window",),
+             "ma": ("filter_alpha",)}[self.grad_filter])
+        by(f"ignored by model {self.model!r}",
+           *(f for f in MODEL_FIELDS if f not in model_settings(self.model)))
         if self.d_ff == 4 * self.d_model:
-            out.add("d_ff")
-        out |= {f for f in MODEL_FIELDS if f not in model_settings(self.model)}
+            by(AS_UNSET, "d_ff")
         if self.max_len is not None and self.max_len == self.seq_len():
-            out.add("max_len")  # exactly the positions the task has: as if unset
-        if self.task == "text":
-            out.add("train_fraction")  # the split is fixed: first 90 % / last 10 %
+            by(AS_UNSET, "max_len")  # exactly the positions the task has
+        if self.task == "text":  # the split is fixed: first 90 % / last 10 %
+            by("ignored by task 'text' (its split is fixed)", "train_fraction")
         if self.stop_val_acc is None:
-            out.add("stop_patience")
+            by("ignored without stop_val_acc", "stop_patience")
         if self.init_from is None:
-            out.add("init_optimizer")
+            by("ignored without init_from", "init_optimizer")
         if self.embedding_lr == "fixed":
-            out |= {"embedding_lr_c", "embedding_lr_every"}
+            by("ignored by embedding_lr 'fixed'", "embedding_lr_c", "embedding_lr_every")
         if self.model == "mlp" and not self.embedding:
-            out.add("d_model")
+            by("ignored by model 'mlp' without an embedding table", "d_model")
+        if self.measures == "none":
+            by("ignored by measures 'none'", "measures_every")
         return out
 
     # -- identity ---------------------------------------------------------------------------

@@ -6,18 +6,44 @@ by one line; they share cli/common.py. Nothing imports this package.
 
 from __future__ import annotations
 
+import re
 import sys
+from typing import Annotated, Any
 
 import typer
+from typer.models import DefaultPlaceholder
 
-from groklab.cli import bench, export, lm, runs, studies, tune
-from groklab.cli.common import InputError, UsageError
+from groklab.cli import analyze, bench, export, lm, runs, studies, tune
+from groklab.cli.common import HELP_SETTINGS, InputError, UsageError
 
+# Help is plain text as written (no rich markup: `ma:100:5` is not an emoji code and
+# `[[step, value]]` is not markup), wrapped, never cut; -h is --help on every command.
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None, context_settings=HELP_SETTINGS,
                   help="groklab: grokking experiments with layer-wise learning rates.")
+
+
+def _version(value: bool) -> None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    if value:
+        try:
+            typer.echo(f"groklab {version('groklab')}")
+        except PackageNotFoundError:  # a source tree that is not installed
+            typer.echo("groklab (not installed)")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _options(_: Annotated[bool, typer.Option(
+        "--version", is_eager=True, callback=_version,
+        help="Print groklab's version and exit.")] = False) -> None:
+    """groklab: grokking experiments with layer-wise learning rates."""
+
 
 app.command()(runs.run)
 app.command()(runs.results)
+app.command()(analyze.analyze)
 app.command("list")(studies.list_)
 app.command()(studies.study)
 app.command()(studies.report)
@@ -26,6 +52,30 @@ app.add_typer(export.export_app, name="export")
 app.command("tune")(tune.tune)
 app.command("lm")(lm.lm)
 app.command("sample")(lm.sample)
+
+
+def _first_sentences(app: typer.Typer) -> None:
+    """Every command's line in its group's list is its help's first sentence, whole (click
+    would cut it with "..." to fit a line; a short help is wrapped instead)."""
+    def first(text: str | None) -> str | None:
+        return " ".join(re.split(r"(?<=\.)\s", text.strip(), maxsplit=1)[0].split()) \
+            if text else None
+
+    for info in app.registered_commands:
+        if info.short_help is None:
+            info.short_help = first(info.help or (info.callback and info.callback.__doc__))
+    def given(x: Any) -> Any:
+        return None if isinstance(x, DefaultPlaceholder) else x
+
+    for group in app.registered_groups:
+        sub = group.typer_instance
+        if sub is not None:
+            if given(group.short_help) is None and given(sub.info.short_help) is None:
+                sub.info.short_help = first(given(group.help) or given(sub.info.help))
+            _first_sentences(sub)
+
+
+_first_sentences(app)
 
 
 def main(argv: list[str] | None = None) -> int:

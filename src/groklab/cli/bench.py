@@ -19,13 +19,16 @@ def bench(
         "`groklab lm`'s CPU size).")] = "transformer",
     batch_size: Annotated[int | None, typer.Option(
         help="Batch size per run (default: 512; gpt: 16 windows).")] = None,
+    method: Annotated[str, typer.Option(
+        help="Comma-separated training methods: adamw (the reference), muon (--optimizer "
+        "muon), orthograd (--grad-ortho), stablemax (--loss stablemax).")] = "adamw",
     compile: Compile = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar (on stderr).")] = True,
 ) -> None:
     """Time training steps of the reference configuration (any model and batch size) against
     the measured matmul peak."""
-    from groklab.bench import DTYPES, run_bench
+    from groklab.bench import DTYPES, METHODS, run_bench
 
     dev = check_device(device)
     precisions = [s.strip() for s in precision.split(",") if s.strip()]
@@ -42,12 +45,15 @@ def bench(
     models = [m.strip() for m in model.split(",") if m.strip()]
     if not models or any(m not in model_names() for m in models):
         fail(f"--model {model!r}: use one or more of {', '.join(model_names())}")
+    methods = [m.strip() for m in method.split(",") if m.strip()]
+    if not methods or any(m not in METHODS for m in methods):
+        fail(f"--method {method!r}: use one or more of {', '.join(METHODS)}")
     if batch_size is not None and batch_size < 1:
         fail(f"--batch-size must be at least 1, got {batch_size}")
     import torch
 
     rows = run_bench(dev, precisions, sizes, compile=compile, progress=progress, models=models,
-                     batch_size=batch_size)
+                     batch_size=batch_size, methods=methods)
     if as_json:
         typer.echo(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(),
                                "rows": rows}, indent=2))

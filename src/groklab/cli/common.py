@@ -7,10 +7,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
+
+from groklab.registry import did_you_mean
 
 # typer >= 0.16 vendors click; its UsageError is BadParameter's base class either way.
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+# every command's context: -h is --help
+HELP_SETTINGS: dict[str, Any] = {"help_option_names": ["-h", "--help"]}
 
 
 class InputError(Exception):
@@ -21,18 +25,38 @@ def fail(message: str) -> None:
     raise InputError(message)
 
 
-def describe(err: ValidationError) -> str:
-    """A pydantic error as one line: 'field: reason; field: reason'."""
-    parts = []
-    for e in err.errors():
-        loc = ".".join(str(x) for x in e["loc"]) or "settings"
-        parts.append(f"{loc}: {e['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 def check_out_dir(out: Path) -> None:
+    """An output folder a command will write: not a file, and writable (or creatable)."""
+    from groklab.store import STORE_NAME, writable
+
     if out.exists() and not out.is_dir():
         fail(f"output path {out} exists and is not a folder")
+    if not writable(out) or ((out / STORE_NAME).exists() and not writable(out / STORE_NAME)):
+        fail(f"cannot write to {out}: it is read-only (reading its store works: groklab "
+             f"results {out}, groklab report {out} --out DIR, groklab export)")
+
+
+def read_store(path: Path) -> Any:
+    """``path``'s store, opened to read (a read-only folder or file works too); no store or
+    an unreadable one is one line, exit 2."""
+    from groklab.store import Store, StoreError
+
+    try:
+        return Store(path, create=False)
+    except (FileNotFoundError, StoreError) as e:
+        fail(str(e))
+
+
+def open_store(out: Path) -> Any:
+    """``out``'s store, opened to write (created if need be); one line, exit 2, if it
+    cannot be written."""
+    from groklab.store import Store, StoreError
+
+    check_out_dir(out)
+    try:
+        return Store(out)
+    except StoreError as e:
+        fail(str(e))
 
 
 def check_device(device: str | None) -> str:
@@ -44,7 +68,8 @@ def check_device(device: str | None) -> str:
         return default_device()
     kind = device.split(":")[0]
     if kind not in ("cpu", "cuda", "mps"):
-        fail(f"unknown device {device!r}; use cpu, cuda, cuda:N or mps")
+        fail(f"unknown device {device!r}{did_you_mean(kind, ('cpu', 'cuda', 'mps'))}; use cpu, "
+             "cuda, cuda:N or mps")
     if kind == "cuda" and not torch.cuda.is_available():
         fail("device 'cuda' requested but no CUDA GPU is available")
     if kind == "mps" and not torch.backends.mps.is_available():
@@ -66,8 +91,9 @@ def parse_settings(pairs: list[str] | None) -> dict[str, object]:
         if not sep or not key:
             fail(f"--set {pair!r}: use KEY=VALUE")
         if key not in RunSpec.model_fields or key in ("seed", "lr_name"):
-            known = ", ".join(k for k in RunSpec.model_fields if k not in ("seed", "lr_name"))
-            fail(f"--set {key}: unknown run setting; known: {known}")
+            known = [k for k in RunSpec.model_fields if k not in ("seed", "lr_name")]
+            fail(f"--set {key}: unknown run setting{did_you_mean(key, known)}; known: "
+                 f"{', '.join(known)}")
         try:
             out[key] = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
@@ -104,7 +130,8 @@ def make_executor(executor: str, address: str | None, gpus: float, cpus: float) 
             fail("--address and --gpus-per-cohort need --executor ray")
         return None
     if executor != "ray":
-        fail(f"--executor {executor!r}: use local or ray")
+        fail(f"--executor {executor!r}{did_you_mean(executor, ('local', 'ray'))}: use local or "
+             "ray")
     if gpus < 0 or cpus <= 0:
         fail("--gpus-per-cohort must be >= 0 and --cpus-per-cohort > 0")
     from groklab.integrations import MissingExtra

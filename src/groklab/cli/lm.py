@@ -15,14 +15,17 @@ from groklab.cli.common import (
     GpusPerCohort,
     check_device,
     check_out_dir,
-    describe,
     fail,
     make_executor,
     parse_settings,
+    read_store,
 )
+from groklab.cli.settings import describe, given, refuse_ignored, refuse_unknown_parents
+from groklab.cli.shape import DModel, NHeads, NLayers
 
 
 def lm(
+    ctx: typer.Context,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (holds groklab.sqlite).")],
     data: Annotated[str, typer.Option(
         help="Corpus: a UTF-8 text file, or tinyshakespeare (shipped with groklab).")
@@ -40,9 +43,9 @@ def lm(
     steps: Annotated[int | None, typer.Option(help="Iterations.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Windows per batch.")] = None,
     context: Annotated[int | None, typer.Option(help="Characters per window.")] = None,
-    n_layers: Annotated[int | None, typer.Option(help="Blocks.")] = None,
-    n_heads: Annotated[int | None, typer.Option(help="Attention heads.")] = None,
-    d_model: Annotated[int | None, typer.Option(help="Width.")] = None,
+    n_layers: NLayers = None,
+    n_heads: NHeads = None,
+    d_model: DModel = None,
     dropout: Annotated[float | None, typer.Option(help="Dropout in [0, 1).")] = None,
     warmup: Annotated[int | None, typer.Option(help="Linear warm-up iterations.")] = None,
     eval_every: Annotated[int | None, typer.Option(help="Iterations between evaluations.")
@@ -62,47 +65,62 @@ def lm(
     from pydantic import ValidationError
 
     from groklab.engine import run_specs
-    from groklab.lm.settings import lm_settings, parse_lr_decay
+    from groklab.format import run_counts
+    from groklab.lm.settings import SIZES, lm_settings, parse_lr_decay
     from groklab.lm.summary import lm_runs
+    from groklab.registry import did_you_mean
     from groklab.spec import RunSpec
     from groklab.store import Store
 
     if seeds < 1:
         fail(f"--seeds must be at least 1, got {seeds}")
+    if size not in SIZES:
+        fail(f"--size {size!r}{did_you_mean(size, SIZES)}: use {' or '.join(SIZES)}")
     check_out_dir(out)
     dev = check_device(device)
-    given = dict(steps=steps, batch_size=batch_size, context=context, n_layers=n_layers,
+    flags = dict(steps=steps, batch_size=batch_size, context=context, n_layers=n_layers,
                  n_heads=n_heads, d_model=d_model, dropout=dropout, warmup=warmup,
                  eval_every=eval_every, eval_batches=eval_batches)
+    extra = parse_settings(settings)
+    try:
+        strategies = [parse_lr_decay(t) for t in (lr_decay or ["none"])]
+    except ValueError as e:
+        fail(str(e))
+    decays = {k for _, decay in strategies for k in decay}
+    origin = given(ctx, extra, sets={"data": ("corpus",), "lr_decay": decays})
     try:
         base = lm_settings(size) | {"corpus": data}
-        base |= {k: v for k, v in given.items() if v is not None}
+        base |= {k: v for k, v in flags.items() if v is not None}
         if lr is not None:
             base["lr"] = (lr,) * 3
-        base |= parse_settings(settings)
-        strategies = [parse_lr_decay(t) for t in (lr_decay or ["none"])]
+        base |= extra
         specs = [RunSpec(**(base | decay), lr_name=label, seed=s)
                  for label, decay in strategies for s in range(seed, seed + seeds)]
     except ValidationError as e:
-        fail(describe(e))
+        fail(describe(e, origin))
     except ValueError as e:
         fail(str(e))
+    # each --lr-decay strategy sets what it uses; the others' settings are not its own
+    refuse_ignored(specs, {f: flag for f, flag in origin.items() if flag != "--lr-decay"})
+    refuse_unknown_parents(specs, out, origin)
     runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort)
     with Store(out) as store:  # one store for the whole command
+        refuse_unknown_parents(specs, out, origin, store)
         counts = run_specs(specs, out, device=dev, progress=progress, compile=compile,
                            executor=runner, store=store)
         table = lm_runs(store)
     ids = {s.run_id for s in specs}
     table = table[table["id"].isin(ids)].drop(columns=["sample"])
     typer.echo(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-    typer.echo(f"{counts['trained']} run(s) trained, {counts['skipped']} already finished; "
-               f"next: groklab sample {out} RUN_ID, groklab report {out}", err=True)
+    typer.echo(f"{run_counts(counts)}; next: groklab sample {out} RUN_ID, groklab report "
+               f"{out}", err=True)
 
 
 def sample(
     path: Annotated[Path, typer.Argument(help="An output folder of `groklab lm` or `study`.")],
     run_id: Annotated[str, typer.Argument(help="The run (see `groklab results PATH`).")],
-    prompt: Annotated[str, typer.Option(help="Text to continue.")] = "\n",
+    prompt: Annotated[str, typer.Option(
+        help="Text to continue.", show_default="a newline")] = "\n",
     tokens: Annotated[int, typer.Option(help="Characters to generate.")] = 500,
     temperature: Annotated[float, typer.Option(help="Sampling temperature > 0.")] = 0.8,
     top_k: Annotated[int, typer.Option(help="Sample among the k most likely (0: all).")] = 200,
@@ -115,7 +133,7 @@ def sample(
 
     from groklab.lm.outputs import gpt_for
     from groklab.lm.outputs import sample as generate
-    from groklab.store import Store
+    from groklab.store import UnknownRun
     from groklab.store.weights import has_weights, load_weights
 
     if tokens < 1:
@@ -127,11 +145,13 @@ def sample(
     if not (path / "groklab.sqlite").is_file():
         fail(f"no groklab store in {path} (expected {path / 'groklab.sqlite'})")
     dev = check_device(device)
-    with Store(path, create=False) as store:
+    with read_store(path) as store:
+        try:
+            run_id = store.resolve(run_id)  # an id or a unique prefix
+        except UnknownRun as e:
+            fail(str(e))
         record = next((r for r in store.runs() if r["id"] == run_id), None)
         texts = store.texts(run_id)
-    if record is None:
-        fail(f"no run {run_id!r} in {path}")
     if record.get("task") != "text":
         fail(f"run {run_id} is a {record.get('task')} run, not a language model")
     if record["status"] != "finished" or not has_weights(path, run_id) or "alphabet" not in texts:

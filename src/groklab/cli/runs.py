@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from groklab.cli.common import (
     Address,
@@ -22,18 +21,32 @@ from groklab.cli.common import (
     Settings,
     check_device,
     check_out_dir,
-    describe,
     fail,
     make_executor,
+    open_store,
     parse_settings,
+    read_store,
 )
+from groklab.cli.names import MODELS, either
+from groklab.cli.settings import (
+    describe,
+    drop_repeats,
+    given,
+    refuse_ignored,
+    refuse_unknown_parents,
+)
+from groklab.cli.shape import DFF, Activation, DHidden, DModel, NHeads, NLayers, shape_settings
 
 
 def run(
+    ctx: typer.Context,
     out: Out,
     task: Annotated[str, typer.Option(help="Task name (see `groklab list`).")] = "x_plus_y",
     lr: Annotated[list[str] | None, typer.Option(
         help="Configuration name or rates 'e,l,h'; repeat to train several together.")] = None,
+    recipe: Annotated[str | None, typer.Option(
+        help="A named recipe (`groklab list`; docs/protocol.md §6.8): its settings, except "
+        "those given here by a flag or --set.")] = None,
     seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 1,
     seed: Annotated[int, typer.Option(help="First seed; runs use seed..seed+seeds-1.")] = 0,
     steps: Annotated[int, typer.Option(help="Update steps.")] = 7500,
@@ -51,11 +64,26 @@ def run(
     warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 50,
     eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")] = 10,
     precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
-    optimizer: Annotated[str, typer.Option(help="adamw, adam or sgd.")] = "adamw",
+    optimizer: Annotated[str, typer.Option(
+        help="adamw, adam, sgd, or muon (Muon on the hidden matrices, AdamW on the "
+        "rest).")] = "adamw",
     momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.0,
     nesterov: Annotated[bool, typer.Option(
         "--nesterov", help="Nesterov momentum (SGD with --momentum > 0).")] = False,
-    model: Annotated[str, typer.Option(help="transformer, mlp or lstm.")] = "transformer",
+    muon_lr_ratio: Annotated[float | None, typer.Option(
+        help="Muon: the hidden matrices' rate as a multiple of the rate their group has "
+        "(default 20: 0.02 beside 1e-3). Momentum, Nesterov and shape factor: --set "
+        "muon_momentum=0.95, muon_nesterov=true, muon_adjust_lr=original.")] = None,
+    grad_ortho: Annotated[bool, typer.Option(
+        "--grad-ortho", help="⊥Grad: remove from each weight tensor's gradient its component "
+        "along the tensor, keeping the gradient's norm (docs/protocol.md §4).")] = False,
+    loss: Annotated[str, typer.Option(
+        help="softmax, or stablemax: cross-entropy with s(x) = x + 1 (x ≥ 0), 1/(1 − x) "
+        "(x < 0) in place of exp (docs/protocol.md §4).")] = "softmax",
+    model: Annotated[str, typer.Option(
+        help=f"{either(MODELS)} (gpt trains the text task: see groklab lm).")] = "transformer",
+    n_layers: NLayers = None, d_model: DModel = None, n_heads: NHeads = None, d_ff: DFF = None,
+    d_hidden: DHidden = None, activation: Activation = None,
     embedding: Annotated[bool, typer.Option(
         "--embedding/--no-embedding", help="MLP input: learned token embeddings (default) or "
         "one-hot vectors with no embedding table.")] = True,
@@ -77,6 +105,18 @@ def run(
     diagnostics: Annotated[bool, typer.Option(
         "--diagnostics", help="Record σ_max and norms of the embedding and the next matrix, "
         "η_E/η_W and token update spread at every evaluation.")] = False,
+    measures: Annotated[str, typer.Option(
+        help="Progress measures (docs/protocol.md §4.1): none; norms (weight norm in total and "
+        "per rate group); fourier (also the Fourier spectra of the embedding and the logits, "
+        "key frequencies, restricted and excluded loss; x_plus_y, x_minus_y, sum with 2 "
+        "operands). Recorded at "
+        "the first, every --measures-every-th and the last evaluation. Cost of a Fourier "
+        "measurement: one forward over all p² pairs, 1.5-2.5 times an evaluation at training "
+        "fraction 0.5 (measured on 2 shared CPU cores, p 97: Transformer 0.5-0.8 s per run "
+        "against 0.3 s per evaluation, one-hot MLP 0.1-0.15 s against 0.04-0.07 s), so every "
+        "10 evaluations adds about a fifth to the evaluation time; norms: under 2 ms.")] = "none",
+    measures_every: Annotated[int, typer.Option(
+        help="Measure every N evaluations (with --measures).")] = 10,
     settings: Settings = None,
     device: Device = None,
     compile: Compile = False,
@@ -88,9 +128,14 @@ def run(
         "0: none). An interrupted run resumes from its last checkpoint.")] = 1000,
 ) -> None:
     """Train seeds of one or more lr configurations (batched as one cohort) into OUT."""
+    from pydantic import ValidationError
+
     from groklab.api import make_specs
     from groklab.engine import run_specs
-    from groklab.rates import parse_grad_filter
+    from groklab.format import run_counts
+    from groklab.rates import LR_CONFIGS, parse_grad_filter, parse_lr
+    from groklab.registry import did_you_mean
+    from groklab.report.listing import results_table
 
     for name, value in (("--train-fraction", train_fraction), ("--weight-decay", weight_decay),
                         ("--momentum", momentum), ("--dropout", dropout)):
@@ -99,6 +144,26 @@ def run(
     check_out_dir(out)
     dev = check_device(device)
     extra = parse_settings(settings)
+    if seeds < 1:
+        fail(f"--seeds must be at least 1, got {seeds}")
+    for text in lr or []:
+        try:
+            parse_lr(text)
+        except ValueError as e:
+            fail(f"{e}{did_you_mean(text.strip(), LR_CONFIGS)}")
+    try:
+        filter_settings = parse_grad_filter(grad_filter)
+    except ValueError as e:
+        fail(str(e))
+    origin = given(ctx, extra, sets={"grad_filter": filter_settings})
+    if recipe is not None:
+        from groklab.recipes import recipe as get_recipe
+        from groklab.recipes import recipe_names
+
+        try:
+            bundle = get_recipe(recipe).settings
+        except ValueError as e:
+            fail(f"--recipe: {e}{did_you_mean(recipe, recipe_names())}")
     try:
         named = dict(task=task, steps=steps, p=p, k=k, train_fraction=train_fraction,
                      batch_size=batch_size, weight_decay=weight_decay, warmup=warmup,
@@ -106,44 +171,61 @@ def run(
                      momentum=momentum, nesterov=nesterov, model=model, embedding=embedding,
                      dropout=dropout, operands=operands, n_examples=n_examples,
                      max_len=max_len, embedding_lr=embedding_lr, sampling=sampling,
-                     diagnostics=diagnostics) | parse_grad_filter(grad_filter)
-        specs = make_specs(lr=lr or ["baseline"], seeds=seeds, seed=seed, **(named | extra))
+                     diagnostics=diagnostics, grad_ortho=grad_ortho, loss=loss
+                     ) | filter_settings
+        named |= dict(measures=measures, measures_every=measures_every)
+        named |= shape_settings(n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_ff=d_ff,
+                                d_hidden=d_hidden, activation=activation)
+        if muon_lr_ratio is not None:
+            named["muon_lr_ratio"] = muon_lr_ratio
+        if recipe is not None:  # the recipe's settings, where no flag was typed
+            named = {k: v for k, v in named.items() if k in origin or k not in bundle}
+        specs = make_specs(lr=lr or (None if recipe else ["baseline"]), seeds=seeds, seed=seed,
+                           recipe=recipe, **(named | extra))
     except ValidationError as e:
-        fail(describe(e))
+        fail(describe(e, origin))
     except ValueError as e:
         fail(str(e))
+    refuse_ignored(specs, origin)
+    specs, repeats = drop_repeats(specs)
     if checkpoint_every < 0:
         fail(f"--checkpoint-every must be 0 or more, got {checkpoint_every}")
     runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort)
-    counts = run_specs(specs, out, device=dev, progress=progress, compile=compile,
-                       executor=runner,
-                       checkpoint_every=checkpoint_every or None,
-                       checkpoint_seconds=300.0 if checkpoint_every else None)
-    typer.echo(f"{counts['trained']} run(s) trained, {counts['skipped']} already finished; "
-               f"store: {out}/groklab.sqlite", err=True)
-
-
-RESULT_COLUMNS = ["id", "task", "model", "label", "seed", "status", "steps", "final_train_acc",
-                  "final_val_acc", "max_val_acc", "final_val_loss", "step_train_acc_99",
-                  "step_val_acc_99", "grokking_delay"]
-STEP_COLUMNS = ("step_train_acc_99", "step_val_acc_99", "grokking_delay")
+    refuse_unknown_parents(specs, out, origin)  # before anything is written
+    with open_store(out) as store:  # one store for the whole command
+        refuse_unknown_parents(specs, out, origin, store)
+        for note in repeats:
+            typer.echo(f"groklab: {note}", err=True)
+        counts = run_specs(specs, out, device=dev, progress=progress, compile=compile,
+                           executor=runner, store=store,
+                           checkpoint_every=checkpoint_every or None,
+                           checkpoint_seconds=300.0 if checkpoint_every else None)
+        ids = {s.run_id for s in specs}
+        rows = [r for r in store.runs() if r["id"] in ids]
+    typer.echo(results_table(rows))
+    typer.echo(f"{run_counts(counts)}; store: {out}/groklab.sqlite", err=True)
 
 
 def results(
     path: Annotated[Path, typer.Argument(help="An output folder of `groklab run`.")],
+    run_ids: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN_ID]...", help="Only these runs (an id or a unique prefix of one).",
+        show_default=False)] = None,
     as_json: Annotated[bool, typer.Option(
         "--json", help="Print a JSON list of runs, each with its named per-step metrics "
         "under \"metrics\" ({name: [[step, value], ...]}).")] = False,
 ) -> None:
-    """List the runs recorded in PATH with their final metrics."""
-    from groklab.store import Store
+    """List the runs recorded in PATH with their final metrics, sorted by task, label and
+    seed, with the columns that apply to them (reads a read-only store too)."""
+    from groklab.report.listing import results_table, sort_runs
+    from groklab.store import UnknownRun
 
-    try:
-        store = Store(path, create=False)
-    except FileNotFoundError as e:
-        fail(str(e))
-    with store:
-        runs = store.runs()
+    with read_store(path) as store:
+        try:
+            wanted = None if not run_ids else {store.resolve(r) for r in run_ids}
+        except UnknownRun as e:
+            fail(str(e))
+        runs = [r for r in sort_runs(store.runs()) if wanted is None or r["id"] in wanted]
         if as_json:
             for r in runs:
                 named: dict[str, list] = {}
@@ -153,12 +235,4 @@ def results(
     if as_json:
         typer.echo(json.dumps(runs, indent=2))
         return
-    if not runs:
-        typer.echo("no runs")
-        return
-    import pandas as pd
-
-    df = pd.DataFrame(runs).reindex(columns=RESULT_COLUMNS)
-    for column in STEP_COLUMNS:
-        df[column] = df[column].map(lambda v: "—" if pd.isna(v) else int(v))
-    typer.echo(df.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    typer.echo(results_table(runs))

@@ -21,27 +21,48 @@ from groklab.cli.common import (
     check_out_dir,
     fail,
     make_executor,
+    open_store,
     parse_settings,
+    read_store,
 )
+from groklab.cli.settings import given, refuse_ignored, refuse_unknown_parents
 
 
-def list_() -> None:
-    """List the tasks, the named lr configurations and the built-in studies."""
+def list_(
+    runs: Annotated[bool, typer.Option(
+        "--runs", help="Also count each built-in study's runs (expands and checks every "
+        "study, which loads the training code: a few seconds).")] = False,
+) -> None:
+    """List the tasks, models, optimisers, named lr configurations and built-in studies."""
+    import tomllib
+    from importlib import resources
+
+    from groklab.cli.names import MODELS, OPTIMIZERS, TASKS
     from groklab.rates import LR_CONFIGS
-    from groklab.studies import preset, preset_names
-    from groklab.tasks import task_names
 
-    typer.echo("tasks:\n  " + ", ".join(task_names()))
+    typer.echo("tasks:\n  " + ", ".join(TASKS))
+    typer.echo("models:\n  " + ", ".join(MODELS))
+    typer.echo("optimizers:\n  " + ", ".join(OPTIMIZERS))
     typer.echo("lr configurations (embedding, lower, higher):")
     for name, rates in LR_CONFIGS.items():
         typer.echo(f"  {name:<10} " + ", ".join(f"{r:g}" for r in rates))
     typer.echo("studies (groklab study NAME --out DIR; or a .toml file of your own):")
-    for name in preset_names():
-        s = preset(name)
-        typer.echo(f"  {name:<15} {len(s.expand()):>3} runs  {s.description}")
+    # the preset files themselves (groklab.studies.presets), read without the training code
+    files = sorted((f for f in (resources.files("groklab") / "studies" / "presets").iterdir()
+                    if f.name.endswith(".toml")), key=lambda f: f.name)
+    for f in files:
+        name = f.name.removesuffix(".toml")
+        description = tomllib.loads(f.read_text(encoding="utf-8")).get("description", "")
+        count = ""
+        if runs:
+            from groklab.studies import preset
+
+            count = f"{len(preset(name).expand()):>3} runs  "
+        typer.echo(f"  {name:<15} {count}{description}")
 
 
 def study(
+    ctx: typer.Context,
     name: Annotated[str, typer.Argument(
         metavar="STUDY", help="A built-in study (see `groklab list`) or a .toml study file.")],
     out: Out,
@@ -57,7 +78,10 @@ def study(
     gpus_per_cohort: GpusPerCohort = 0.0, cpus_per_cohort: CpusPerCohort = 1.0,
 ) -> None:
     """Run a study's unfinished runs into OUT, cohort by cohort (resumes where it stopped)."""
-    from groklab.studies import StudyError, get_study, run_study
+    from groklab.format import run_counts
+    from groklab.registry import did_you_mean
+    from groklab.report.listing import results_table
+    from groklab.studies import StudyError, get_study, preset_names, run_study
 
     task_list = None if tasks is None else [t.strip() for t in tasks.split(",") if t.strip()]
     if task_list == []:
@@ -69,26 +93,50 @@ def study(
             definition = definition.with_overrides(steps=steps, seeds=seeds, tasks=task_list,
                                                    **extra)
     except StudyError as e:
-        fail(str(e))
+        typo = "" if name in preset_names() or name.endswith(".toml") or Path(name).exists() \
+            else did_you_mean(name, preset_names())
+        fail(f"{e}{typo}")
+    specs = definition.specs()
+    # a --set override applies to every variant; the study's own fixed settings too: an
+    # error only when every run ignores it (a grid's variants may legitimately differ)
+    origin = given(ctx, extra) | {k: f"{definition.source}: settings.{k}"
+                                  for k in definition.settings if k not in extra}
+    refuse_ignored(specs, origin, every=True)
+    refuse_unknown_parents(specs, out, origin)
     check_out_dir(out)
     dev = check_device(device)
-    n = len(definition.expand())
+    n = len(specs)
     typer.echo(f"study {definition.name}: {n} run(s) into {out}", err=True)
     runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort)
-    counts = run_study(definition, out, device=dev, progress=progress, compile=compile,
-                       executor=runner)
-    typer.echo(f"{counts['trained']} run(s) trained, {counts['skipped']} already finished; "
-               f"next: groklab report {out}", err=True)
+    with open_store(out) as store:  # one store for the whole command
+        refuse_unknown_parents(specs, out, origin, store)
+        counts = run_study(definition, out, device=dev, progress=progress, compile=compile,
+                           executor=runner, store=store)
+        labels = dict(store.study_members(definition.name))
+        rows = [{**r, "label": labels[r["id"]]} for r in store.runs() if r["id"] in labels]
+    typer.echo(results_table(rows))
+    typer.echo(f"{run_counts(counts)}; next: groklab report {out}", err=True)
 
 
 def report(
     path: Annotated[Path, typer.Argument(help="An output folder of `groklab study` or `run`.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="Write the report into this folder instead of PATH (for a store "
+        "you may not write to).")] = None,
 ) -> None:
-    """Write PATH/report.md, PATH/report.html, PATH/summary.csv and PATH/figures/*.png."""
+    """Write report.md, report.html, summary.csv and figures/*.png into PATH (or --out)."""
     from groklab.report import write_report
+    from groklab.store import writable
 
-    if not (path / "groklab.sqlite").is_file():
-        fail(f"no groklab store in {path} (expected {path / 'groklab.sqlite'})")
-    files = write_report(path)
+    read_store(path).close()  # a store to read: else one line, exit 2
+    target = path if out is None else out
+    if out is not None:
+        check_out_dir(out)
+    elif not writable(path) or any((path / f).exists() and not writable(path / f)
+                                   for f in ("report.md", "report.html", "summary.csv",
+                                             "figures")):
+        fail(f"cannot write the report into {path}: it is read-only; give --out DIR to "
+             "write it elsewhere")
+    files = write_report(path, out=target)
     typer.echo(f"{files.markdown}\n{files.html}\n{files.csv}\n{len(files.figures)} figure(s) "
-               f"in {path / 'figures'}")
+               f"in {target / 'figures'}")

@@ -14,6 +14,7 @@ from groklab.cli.common import (
     CpusPerCohort,
     Executor,
     GpusPerCohort,
+    check_out_dir,
     fail,
     make_executor,
     parse_settings,
@@ -80,8 +81,7 @@ def tune(
         fail(f"--direction {direction!r}: use minimize or maximize")
     if sampler not in ("tpe", "random"):
         fail(f"--sampler {sampler!r}: use tpe or random")
-    if out.exists() and not out.is_dir():
-        fail(f"output path {out} exists and is not a folder")
+    check_out_dir(out)
     recorded = _recorded_metrics(out)
     if metric not in known_metrics(recorded):
         fail(f"--metric {metric!r}: unknown metric; known: "
@@ -118,7 +118,7 @@ def tune(
         typer.echo(json.dumps(result.__dict__, indent=2, default=str))
     else:
         _print(result)
-    typer.echo(f"{result.told} trial(s) told, {result.trained} run(s) trained; study "
+    typer.echo(f"{result.told} trial(s) told, {result.trained} run(s) trained here; study "
                f"{result.study_name} in {result.storage}; next: groklab report {out}",
                err=True)
 

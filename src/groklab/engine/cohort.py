@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from groklab.engine.checkpoint import Checkpointer, decode_curves, deferred_interrupt
 from groklab.engine.hooks import Hook, HookResult, stop_when
 from groklab.engine.sampler import SAMPLE_CHUNK, run_generators
 from groklab.engine.state import CohortState, RunEnd
+from groklab.progress import bar as progress_bar
 from groklab.records import EvalRow
 from groklab.spec import RunSpec
 
@@ -66,8 +66,9 @@ def train_cohort(
     if resume is not None:
         state.load_state_dict(resume["state"])
         curves = decode_curves(resume["curves"])
-    bar = tqdm(total=state.steps, initial=state.t, desc=desc or f"{specs[0].task} ×{len(specs)}",
-               disable=not progress, unit="step", dynamic_ncols=True, leave=False)
+    bar = progress_bar(total=state.steps, initial=state.t,
+                       desc=desc or f"{specs[0].task} ×{len(specs)}", disable=not progress,
+                       unit="step", dynamic_ncols=True, leave=False)
     with deferred_interrupt(enabled=checkpoint is not None) as interrupt:
         while not state.done:
             state.step()

@@ -32,8 +32,9 @@ class CohortView(Protocol):
 
 @dataclass
 class HookResult:
-    """What an evaluation hook returns: extra named per-run metrics (``[R]`` each) and the
-    positions (in the current cohort) of runs to retire."""
+    """What an evaluation hook returns: extra named per-run metrics (``[R]`` each; NaN for a
+    run not measured at this evaluation, which records nothing) and the positions (in the
+    current cohort) of runs to retire."""
 
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     retire: Sequence[int] = ()

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
 
 from groklab.engine.checkpoint import (
     EVERY_SECONDS,
@@ -24,6 +23,7 @@ from groklab.engine.executor import Executor
 from groklab.engine.finish import Finisher
 from groklab.engine.hooks import Hook
 from groklab.engine.parents import load_parents
+from groklab.progress import bar as progress_bar
 from groklab.records import EvalRow
 from groklab.spec import RunSpec
 from groklab.store import Store
@@ -87,7 +87,12 @@ def run_specs(
     executor: Executor | None = None,
     store: Store | None = None,
 ) -> dict[str, int]:
-    """Train every spec not already finished in ``out``'s store. Returns run counts.
+    """Train every spec not already finished in ``out``'s store. Returns run counts, each
+    about what this call did (``format.run_counts`` words them): ``total`` unique runs;
+    ``trained`` here (of which ``stopped`` by an external hook); ``skipped``, finished before;
+    ``elsewhere``, left to another live process that holds them; ``waiting`` for a parent.
+    At Ctrl-C the current cohort's runs are released as 'interrupted' and
+    ``KeyboardInterrupt`` propagates.
 
     ``overall`` adds a bar over all runs (runs done, current cohort, ETA) above the
     per-cohort bar: what a study of many cohorts shows. ``compile`` and ``hooks``: see
@@ -121,7 +126,7 @@ def run_specs(
     total = sum(len(level) for level in levels)
     n_todo = sum(store.status(s.run_id) != "finished" for level in levels for s in level)
     bar = _overall_bar(n_todo, enabled=progress and overall and n_todo > 0)
-    done = waiting = 0
+    done = waiting = trained = elsewhere = stopped = 0
     for level in levels:
         todo = [[s for s in c if store.status(s.run_id) != "finished"]
                 for c in plan_cohorts(level)]
@@ -133,13 +138,17 @@ def run_specs(
         if max_cohort:
             todo = [c[i : i + max_cohort] for c in todo for i in range(0, len(c), max_cohort)]
         if executor is not None:  # it claims, trains and records the cohorts itself
-            done += executor.train(store, todo, device, compile=compile, hooks=hooks,
-                                   on_done=lambda n, base=done: _advance(bar, base + n),
-                                   keep_optimizer=keep_optimizer)
+            n = executor.train(store, todo, device, compile=compile, hooks=hooks,
+                               on_done=lambda n, base=done: _advance(bar, base + n),
+                               keep_optimizer=keep_optimizer)
+            trained += n
+            elsewhere += sum(len(c) for c in todo) - n
+            done += n
             _advance(bar, done)
             continue
-        for i, cohort in enumerate(todo, 1):
-            cohort = store.begin(cohort, device)  # runs another live process trains: its own
+        for i, planned in enumerate(todo, 1):
+            cohort = store.begin(planned, device)  # runs another live process trains: its own
+            elsewhere += len(planned) - len(cohort)
             if not cohort:
                 continue
             desc = f"[{i}/{len(todo)}] {cohort[0].task} ×{len(cohort)}"
@@ -147,9 +156,16 @@ def run_specs(
             checkpointer = Checkpointer(checkpoint_path(root, [s.run_id for s in cohort]),
                                         checkpoint_every, checkpoint_seconds)
             checkpointing = checkpoint_every is not None or checkpoint_seconds is not None
-            _train_claimed(store, cohort, device, bar, done, desc,
-                           checkpointer if checkpointing else None, keep_optimizer,
-                           progress=progress, compile=compile, hooks=hooks)
+            try:
+                stopped += _train_claimed(store, cohort, device, bar, done, desc,
+                                          checkpointer if checkpointing else None,
+                                          keep_optimizer, progress=progress, compile=compile,
+                                          hooks=hooks)
+            except KeyboardInterrupt:
+                bar.close()
+                _interrupted(store, cohort, checkpointer if checkpointing else None, trained)
+                raise
+            trained += len(cohort)
             done += len(cohort)
             _advance(bar, done)
     bar.close()
@@ -157,17 +173,32 @@ def run_specs(
         print(f"groklab: {waiting} run(s) wait for a parent run (init_from) that is not "
               "finished in this store with its weights saved; run again once it is",
               file=sys.stderr)
-    return {"total": total, "trained": n_todo - waiting, "skipped": total - n_todo,
-            "waiting": waiting}
+    return {"total": total, "trained": trained, "skipped": total - n_todo, "waiting": waiting,
+            "elsewhere": elsewhere, "stopped": stopped}
 
 
-def _train_claimed(store: Store, cohort: list[RunSpec], device: str, bar: tqdm, base: float,
+def _interrupted(store: Store, cohort: list[RunSpec], checkpointer: Checkpointer | None,
+                 trained: int) -> None:
+    """Ctrl-C during ``cohort``: give its runs back as 'interrupted' and say what is kept
+    and how to go on."""
+    store.release([s.run_id for s in cohort])
+    kept = ("the cohort's last checkpoint is kept in " + str(checkpointer.path.parent)
+            if checkpointer is not None and checkpointer.path.exists()
+            else "no checkpoint was written: they restart from step 0")
+    before = f"; {trained} run(s) finished before it" if trained else ""
+    print(f"groklab: interrupted: {len(cohort)} run(s) of the current cohort are recorded as "
+          f"'interrupted' ({kept}){before}. Run the same command again to resume.",
+          file=sys.stderr)
+
+
+def _train_claimed(store: Store, cohort: list[RunSpec], device: str, bar: Any, base: float,
                    desc: str, checkpointer: Checkpointer | None, keep: set[str],
-                   **train: Any) -> None:
+                   **train: Any) -> int:
     """Train one claimed cohort into ``store``: resume it from its checkpoint if it has a
     good one, flush live rows now and then, finish it (engine/finish.py: weights, and the
     final optimiser state of runs in ``keep``, parents whose children carry it; then the
-    runs marked finished) and drop the checkpoint."""
+    runs marked finished) and drop the checkpoint. Returns how many runs an external hook
+    stopped early."""
     ids = [s.run_id for s in cohort]
     resume = checkpointer.load(ids) if checkpointer is not None else None
     if resume is not None:
@@ -206,16 +237,17 @@ def _train_claimed(store: Store, cohort: list[RunSpec], device: str, bar: tqdm, 
               "stop_patience to make early stop part of a run)", file=sys.stderr)
     if checkpointer is not None:
         checkpointer.drop()
+    return len(finisher.stopped)
 
 
-def _overall_bar(n_runs: int, *, enabled: bool) -> tqdm:
+def _overall_bar(n_runs: int, *, enabled: bool) -> Any:
     """A bar counting runs (advanced fractionally at every evaluation, so the ETA moves)."""
-    return tqdm(total=n_runs, desc="runs", unit="run", disable=not enabled, position=0,
-                dynamic_ncols=True,
-                bar_format="{desc}: {n:.1f}/{total} |{bar}| {elapsed}<{remaining}")
+    return progress_bar(total=n_runs, desc="runs", unit="run", disable=not enabled, position=0,
+                        dynamic_ncols=True,
+                        bar_format="{desc}: {n:.1f}/{total} |{bar}| {elapsed}<{remaining}")
 
 
-def _advance(bar: tqdm, runs_done: float) -> None:
+def _advance(bar: Any, runs_done: float) -> None:
     """Set the overall bar to ``runs_done`` (redrawn at tqdm's own pace)."""
     if not bar.disable:
         bar.n = min(runs_done, bar.total)

@@ -14,6 +14,7 @@ start (``init_from``), its initial weights from its parent's final ones (``paren
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,7 +26,8 @@ from groklab.engine.early_stop import early_stop
 from groklab.engine.embedding import embedding_monitor
 from groklab.engine.hooks import Hook
 from groklab.engine.host import keep_freed_memory
-from groklab.engine.objective import Objective, objective_for
+from groklab.engine.measures import progress_measures
+from groklab.engine.objective import CrossEntropy, Objective, objective_for
 from groklab.engine.params import FlatParams
 from groklab.engine.sampler import noise_seed, run_generators
 from groklab.engine.splits import Splits, TrainSums
@@ -172,12 +174,17 @@ class CohortState:
         self.own_hooks: list[Hook] = []
         if s0.diagnostics and self.embedding is not None:
             self.own_hooks.append(self.embedding.diagnostics_hook)
+        measures = progress_measures(specs, self.model, dict(self.layout.groups), tables.inputs,
+                                     tables.train, device, lambda n: eval_chunk(n, device))
+        if measures is not None:  # progress measures (engine/measures.py)
+            self.own_hooks.append(measures)
         if self.early_stop is not None:
             self.own_hooks.append(self.early_stop)
         self.hooks = list(hooks)  # ... and the caller's: a run they retire is "stopped"
         self.rng = RunRandom([noise_seed(g["noise"]) for g in gens], device,
                              dropout=[s.dropout for s in specs])
-        self.objective: Objective = objective_for(task.sequence)
+        self.loss = CrossEntropy([s.loss for s in specs])  # each run's softmax or StableMax
+        self.objective: Objective = objective_for(task.sequence, self.loss)
         self.fn = make_example_fn(self.model, self.objective, device, s0.precision, compile)
         self.sums = TrainSums(("loss", *self.objective.metric_names), len(specs), device)
         self.t = 0  # updates done
@@ -189,6 +196,8 @@ class CohortState:
             self.components["embedding"] = self.embedding
         if self.early_stop is not None:
             self.components["early_stop"] = self.early_stop
+        if any(s.loss != "softmax" for s in specs):
+            self.components["loss"] = self.loss
 
     # -- properties -------------------------------------------------------------------------
     @property
@@ -290,7 +299,8 @@ class CohortState:
                                                   "val_acc")], 1).tolist()
         extras = {k: torch.as_tensor(v, dtype=torch.float64).flatten().tolist()
                   for k, v in extra.items()}
-        rows = {pos: EvalRow(self.t, *core[i], extra={k: v[i] for k, v in extras.items()})
+        rows = {pos: EvalRow(self.t, *core[i], extra={k: v[i] for k, v in extras.items()
+                                                     if not math.isnan(v[i])})  # NaN: unmeasured
                 for i, pos in enumerate(self.index)}
         self.sums.reset(self.n_runs)
         if retire[True] or retire[False]:  # a run its own rule stops is not "stopped"

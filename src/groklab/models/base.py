@@ -108,6 +108,16 @@ class AttentionBlocks:
         q/k/v in-projection), for the embedding study (engine/embedding.py)."""
         return "tok_emb", "blocks.0.attn.qkv.weight"
 
+    def input_vectors(self, params: dict[str, torch.Tensor], tokens: torch.Tensor,
+                      positions: Sequence[int]) -> torch.Tensor:
+        """The token embedding's rows of ``tokens`` (see ``CohortModel.input_vectors``)."""
+        return table_rows(params["tok_emb"], tokens)
+
+
+def table_rows(table: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Rows ``tokens`` (``[n]``) of a stacked table ``[R, V, D]`` -> ``[R, n, D]``."""
+    return table.index_select(1, tokens)
+
 
 class CohortModel(Protocol):
     """A model the cohort engine can train.
@@ -141,6 +151,15 @@ class CohortModel(Protocol):
     def embedding_pair(self) -> tuple[str, str] | None:
         """The token embedding table and the first weight matrix downstream of it, for the
         embedding study (engine/embedding.py); None when the model has no embedding table."""
+        ...
+
+    def input_vectors(self, params: dict[str, torch.Tensor], tokens: torch.Tensor,
+                      positions: Sequence[int]) -> torch.Tensor:
+        """How the input layer represents each of ``tokens`` (``[n]`` ids) at ``positions``,
+        from stacked ``params``: ``[R, n, width]``, for the progress measures
+        (groklab/measures). A model with a token-embedding table gives its rows (the same at
+        every position); one without (the one-hot MLP) the first layer's rows for the token
+        at each of ``positions``, concatenated."""
         ...
 
     def forward_flops(self, n_examples: int) -> int:

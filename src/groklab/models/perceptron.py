@@ -13,6 +13,7 @@ without its T·V-wide input); ``forward_flops`` counts no matmul for it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +25,7 @@ from groklab.models.base import (
     dropout,
     layered_groups,
     layered_param_info,
+    table_rows,
 )
 from groklab.models.layout import ParamInfo
 from groklab.models.registry import register_model
@@ -95,6 +97,15 @@ class MLP:
     def embedding_pair(self) -> tuple[str, str] | None:
         """The embedding and the first matrix downstream of it (engine/embedding.py)."""
         return ("tok_emb", "layers.0.weight") if self.embedding else None
+
+    def input_vectors(self, params: dict[str, torch.Tensor], tokens: torch.Tensor,
+                      positions: Sequence[int]) -> torch.Tensor:
+        """The embedding's rows of ``tokens``; one-hot: the first layer's rows t·V + token
+        for each position t of ``positions``, concatenated (``[R, n, len(positions)·H]``)."""
+        if self.embedding:
+            return table_rows(params["tok_emb"], tokens)
+        w0 = params["layers.0.weight"]
+        return torch.cat([table_rows(w0, tokens + t * self.vocab_size) for t in positions], -1)
 
     def forward(self, params: dict[str, torch.Tensor], tokens: torch.Tensor, *,
                 train: bool = False, rng: RunRandom | None = None) -> torch.Tensor:

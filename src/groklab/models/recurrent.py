@@ -13,6 +13,7 @@ are stored input-major (``[in, 4H]``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -23,6 +24,7 @@ from groklab.models.base import (
     dropout,
     layered_groups,
     layered_param_info,
+    table_rows,
 )
 from groklab.models.layout import ParamInfo
 from groklab.models.registry import register_model
@@ -78,6 +80,11 @@ class LSTM:
     def embedding_pair(self) -> tuple[str, str]:
         """The embedding and the first matrix downstream of it (engine/embedding.py)."""
         return "tok_emb", "layers.0.weight_ih"
+
+    def input_vectors(self, params: dict[str, torch.Tensor], tokens: torch.Tensor,
+                      positions: Sequence[int]) -> torch.Tensor:
+        """The token embedding's rows of ``tokens`` (``CohortModel.input_vectors``)."""
+        return table_rows(params["tok_emb"], tokens)
 
     def forward(self, params: dict[str, torch.Tensor], tokens: torch.Tensor, *,
                 train: bool = False, rng: RunRandom | None = None) -> torch.Tensor:

@@ -1,9 +1,10 @@
 """The optimiser a run's spec names, as a chain of transforms (see ``optim.transforms``).
 
 ``build_optimizer`` reads every per-run setting from each run's own spec (betas, eps, weight
-decay and its mask, momentum, Nesterov, clipping, filter strength) and puts the Grokfast
-filters and clipping in front of the optimiser's named chain (``optim.chains``). Filters are
-per run: runs with different filters, or none, share a cohort.
+decay and its mask, momentum, Nesterov, clipping, filter strength, ⊥Grad) and puts the
+gradient filters in front of the optimiser's named chain (``optim.chains``): Grokfast, then
+clipping, then ⊥Grad (``optim.ortho``). Filters are per run: runs with different filters,
+or none, share a cohort.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from groklab.models.layout import KINDS, ParamLayout
 from groklab.optim.chains import CohortHyper, column, optimizer_chain
+from groklab.optim.ortho import OrthoGrad
 from groklab.optim.rates import RatePolicy
 from groklab.optim.transforms import (
     Chain,
@@ -62,13 +64,17 @@ def grokfast_filters(specs: Sequence[RunSpec], params: torch.Tensor) -> list[Tra
 def transforms_for(specs: Sequence[RunSpec], layout: ParamLayout, params: torch.Tensor
                    ) -> list[Transform]:
     """The transform list of a cohort's optimiser, hyper-parameters per run: the Grokfast
-    filters, clipping, then the chain named by the cohort's ``optimizer``."""
+    filters, clipping, ⊥Grad, then the chain named by the cohort's ``optimizer``."""
     chain = optimizer_chain(specs[0].optimizer)
     out = grokfast_filters(specs, params)
     if any(s.grad_clip is not None for s in specs):
         out.append(ClipByGlobalNorm({"max_norm": column(
             [s.grad_clip if s.grad_clip is not None else float("inf") for s in specs], params)}))
-    return out + chain(CohortHyper(specs, params, decay_columns(specs, layout, params)))
+    ortho = [i for i, s in enumerate(specs) if s.grad_ortho]
+    if ortho:
+        f = OrthoGrad(list(layout.offsets.values()))
+        out.append(f if len(ortho) == len(specs) else Subset(f, ortho))
+    return out + chain(CohortHyper(specs, params, decay_columns(specs, layout, params), layout))
 
 
 def build_optimizer(specs: Sequence[RunSpec], layout: ParamLayout, params: torch.Tensor

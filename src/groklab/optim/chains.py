@@ -15,10 +15,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from groklab.models.layout import ParamLayout
+from groklab.optim.muon import Orthogonalize, muon_matrices
 from groklab.optim.transforms import (
     AddDecayedWeights,
     AddL2,
+    Columns,
     Momentum,
+    Scale,
     ScaleByAdam,
     ScaleByRate,
     Transform,
@@ -37,12 +41,14 @@ def column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
 @dataclass(frozen=True)
 class CohortHyper:
     """A cohort's per-run hyper-parameters: the runs' specs, the ``[R, N]`` parameters whose
-    dtype and device the columns take, and the weight decay ``wd`` (``[R, 1]``, or ``[R, N]``
-    masked by each run's ``decay_params``)."""
+    dtype and device the columns take, the weight decay ``wd`` (``[R, 1]``, or ``[R, N]``
+    masked by each run's ``decay_params``) and the parameter layout (which columns hold
+    what; chains that treat kinds of parameters apart read it)."""
 
     specs: Sequence[RunSpec]
     params: torch.Tensor
     wd: torch.Tensor
+    layout: ParamLayout
 
     def setting(self, name: str) -> torch.Tensor:
         """``[R, 1]``: every run's spec setting ``name``."""
@@ -92,3 +98,33 @@ def sgd_chain(h: CohortHyper) -> list[Transform]:
     return [AddL2({"wd": h.wd}),
             Momentum({"momentum": h.setting("momentum"), "nesterov": h.setting("nesterov")}),
             ScaleByRate()]
+
+
+@register_chain("muon")
+def muon_chain(h: CohortHyper) -> list[Transform]:
+    """``torch.optim.Muon`` on the hidden matrices and ``torch.optim.AdamW`` on the other
+    parameters (optim/muon.py): Adam's moments on the other columns, Muon's orthogonalised
+    momentum on the matrices' columns, decoupled weight decay, then the matrices' rates
+    scaled by each run's ``muon_lr_ratio``."""
+    layout = h.layout
+    names = muon_matrices(layout)
+    if not names:
+        raise ValueError("optimizer 'muon' needs 2-D hidden weight matrices; this model has "
+                         "none (its matrices are embeddings or the output head)")
+    device = h.params.device
+    mask = torch.zeros(layout.n_columns, dtype=torch.bool)
+    for name in names:
+        a, b = layout.offsets[name]
+        mask[a:b] = True
+    matrix_cols = mask.nonzero().flatten().to(device)
+    other_cols = (~mask).nonzero().flatten().to(device)
+    dtype = torch.bfloat16 if h.specs[0].precision == "bf16" else torch.float32
+    shapes = [(layout.infos[n].shape[0], layout.infos[n].shape[1]) for n in names]
+    ortho = Orthogonalize(shapes, {
+        "momentum": h.setting("muon_momentum"), "nesterov": h.setting("muon_nesterov"),
+        "match_rms": column([s.muon_adjust_lr == "match_rms_adamw" for s in h.specs],
+                            h.params)}, dtype)
+    ratio = h.setting("muon_lr_ratio")
+    scale = torch.where(mask.to(device), ratio, torch.ones_like(ratio))
+    return [Columns(_adam(h), other_cols), Columns(ortho, matrix_cols),
+            AddDecayedWeights({"wd": h.wd}), Scale({"scale": scale}), ScaleByRate()]

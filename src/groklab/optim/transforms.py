@@ -5,13 +5,16 @@ In the spirit of optax: each transform is small, holds its per-run hyper-paramet
 axis first, and maps an update to the next one. ``Chain`` runs them in order after
 backward and applies the result (docs/design.md, decision 8):
 
-    filter (Grokfast; per run via Subset) -> clip (per run) -> L2 / moments (Adam) or momentum (SGD)
+    filter (Grokfast; per run via Subset) -> clip (per run) -> ⊥Grad (per run; optim/ortho.py)
+    -> L2 / moments (Adam) or momentum (SGD) or, per column kind (Columns), Adam's moments
+    and Muon's orthogonalised momentum (optim/muon.py)
     -> decoupled weight decay (masked) -> scale by -rate (from the rate policy)
 
 The named chains of optim/chains.py assemble them; ``torch.optim`` is the reference:
 ``adamw_chain`` equals ``torch.optim.AdamW`` with parameter groups, ``adam_chain``
-``torch.optim.Adam`` and ``sgd_chain`` ``torch.optim.SGD`` (tests/test_optim.py,
-tests/test_transforms.py).
+``torch.optim.Adam``, ``sgd_chain`` ``torch.optim.SGD`` and ``muon_chain``
+``torch.optim.Muon`` plus ``torch.optim.AdamW`` (tests/test_optim.py,
+tests/test_transforms.py, tests/test_muon.py).
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class Context:
     def rows(self, rows: torch.Tensor) -> Context:
         return Context(self.t, self.params[rows], self.lr[rows],
                        None if self.offset is None else self.offset[rows])
+
+    def columns(self, cols: torch.Tensor) -> Context:
+        return Context(self.t, self.params[:, cols], self.lr[:, cols], self.offset)
 
 
 @dataclass
@@ -124,6 +130,39 @@ class Subset(Transform):
         inner_keep = torch.tensor([i for _, i in kept], dtype=torch.long, device=keep.device)
         self.inner.select(inner_keep, state)
         self.rows = torch.tensor([pos for pos, _ in kept], dtype=torch.long, device=keep.device)
+
+
+class Columns(Transform):
+    """``inner`` applied to the columns ``cols`` only (``[R, len(cols)]``, in that order); the
+    other columns pass through unchanged. It gives the parameters of some kinds their own
+    transform (Muon: the hidden matrices orthogonalised, the rest through Adam's moments);
+    the inner state exists for those columns only."""
+
+    def __init__(self, inner: Transform, cols: torch.Tensor):
+        super().__init__()
+        self.inner = inner
+        self.cols = cols
+
+    def init(self, params: torch.Tensor) -> State:
+        self.cols = self.cols.to(params.device)
+        return self.inner.init(params[:, self.cols])
+
+    def update(self, u: torch.Tensor, state: State, ctx: Context) -> torch.Tensor:
+        part = self.inner.update(u[:, self.cols], state, ctx.columns(self.cols))
+        return u.index_copy_(1, self.cols, part)
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def select(self, keep: torch.Tensor, state: State) -> None:
+        self.inner.select(keep, state)
+
+    def run_state(self, i: int, state: State, t: int) -> State:
+        return self.inner.run_state(i, state, t)
+
+    def load_run_state(self, i: int, state: State, saved: State, t: int) -> None:
+        self.inner.load_run_state(i, state, saved, t)
 
 
 class EmaFilter(Transform):
@@ -248,6 +287,13 @@ class AddDecayedWeights(Transform):
 
     def update(self, u: torch.Tensor, state: State, ctx: Context) -> torch.Tensor:
         return u.addcmul_(ctx.params, self.hp["wd"])
+
+
+class Scale(Transform):
+    """``u ← s · u`` with a fixed ``s`` (``[R, 1]`` or ``[R, N]``)."""
+
+    def update(self, u: torch.Tensor, state: State, ctx: Context) -> torch.Tensor:
+        return u.mul_(self.hp["scale"])
 
 
 class ScaleByRate(Transform):

@@ -13,18 +13,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from groklab.format import WHOLE, number, setting
+from groklab.format import MISSING, WHOLE, number, setting
 from groklab.report.curriculum import curriculum_section, has_curricula
-from groklab.report.data import StudyData, read_studies
+from groklab.report.data import AD_HOC, StudyData, ignored_settings, read_studies
 from groklab.report.document import Block, Code, Heading, Paragraph, to_markdown
 from groklab.report.grokking import grokking_section
 from groklab.report.html import to_html
 from groklab.report.lm import is_language_model_study, lm_section
+from groklab.report.measures import has_measures, measures_section
 from groklab.report.search import is_search, search_section
 from groklab.report.sections import Section, every_study, slug
 from groklab.report.tables import summarize
 from groklab.spec import RunSpec
 from groklab.store import Store
+from groklab.store.store import EARLIER_KEYS
 
 # Every report section, in report order (report/sections.py: the interface). Adding one is
 # a module of report/ and one entry here.
@@ -33,6 +35,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("language model", is_language_model_study, lm_section, whole=True),
     Section("grokking", every_study, grokking_section),  # tables and figures
     Section("curriculum", has_curricula, curriculum_section),
+    Section("progress measures", has_measures, measures_section),  # docs/protocol.md §4.1
 )
 
 
@@ -64,28 +67,32 @@ def _summaries(studies: list[StudyData]) -> pd.DataFrame:
     return frame[["study", *[c for c in frame.columns if c != "study"]]]
 
 
-def write_report(path: str | Path) -> ReportFiles:
-    """Write the report of every study in ``path``'s store into ``path``."""
+def write_report(path: str | Path, out: str | Path | None = None) -> ReportFiles:
+    """Write the report of every study in ``path``'s store into ``out`` (default: ``path``
+    itself). The store is only read, so a read-only store reports into another folder."""
     root = Path(path)
+    target = root if out is None else Path(out)
     studies = load_studies(root)
-    (root / "figures").mkdir(exist_ok=True)
+    (target / "figures").mkdir(parents=True, exist_ok=True)
     blocks: list[Block] = [
         Heading(f"groklab report: {root.resolve().name}", 1),
         Paragraph(f"Store `{root / 'groklab.sqlite'}`; written "
                   f"{time.strftime('%Y-%m-%d %H:%M:%S')}. Cells: mean ± standard error over "
-                  "seeds (sample standard deviation / √n)."),
+                  "seeds (sample standard deviation / √n); a cell of one seed shows its "
+                  f"value alone; {MISSING}: no value."),
     ]
     pngs: list[Path] = []
     for study in studies:
-        section, made = _study_section(study, root)
+        section, made = _study_section(study, target)
         blocks += section
         pngs += made
-    csv = root / "summary.csv"
+    csv = target / "summary.csv"
     _summaries(studies).to_csv(csv, index=False)
-    md = root / "report.md"
+    md = target / "report.md"
     md.write_text(to_markdown(blocks), encoding="utf-8")
-    page = root / "report.html"
-    page.write_text(to_html(blocks, root, f"groklab report: {root.name}"), encoding="utf-8")
+    page = target / "report.html"
+    page.write_text(to_html(blocks, target, f"groklab report: {root.resolve().name}"),
+                    encoding="utf-8")
     return ReportFiles(md, page, csv, pngs)
 
 
@@ -94,7 +101,12 @@ def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path
     settings."""
     whole = next((s for s in SECTIONS if s.whole and s.applies(study)), None)
     definition = study.definition or {}
-    blocks: list[Block] = [Heading(f"Study `{study.name}`")]
+    blocks: list[Block] = [Heading(_title(study))]
+    if definition.get("earlier_version_of"):
+        blocks.append(Paragraph(
+            f"An earlier version of study `{definition['earlier_version_of']}`: its "
+            "definition has changed since these runs were recorded, and the runs below that "
+            "the current definition does not include appear only here."))
     if definition.get("description") and (whole is None or whole.described):
         blocks.append(Paragraph(definition["description"]))
     if whole is None and definition.get("overrides"):
@@ -115,19 +127,39 @@ def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path
     return blocks + _settings(study), made
 
 
+def _title(study: StudyData) -> str:
+    """A study's heading; the runs of no study are named for the command that made them."""
+    if study.name == AD_HOC and study.definition is None:
+        return "Runs of `groklab run` (in no study)"
+    return f"Study `{study.name}`"
+
+
 def _counts(study: StudyData) -> str:
     finished = len(study.finished)
     unfinished = len(study.runs) - finished
     text = f"{finished} finished run(s)"
     if unfinished or study.pending:
-        text += (f"; {unfinished + study.pending} not finished (run the study again to "
+        again = ("the same command" if study.definition is None else
+                 "that version's study" if study.definition.get("earlier_version_of")
+                 else "the study")
+        text += (f"; {unfinished + study.pending} not finished (run {again} again to "
                  "resume; tables and figures show finished runs only)")
     return text + "."
 
 
+def used_settings(runs: pd.DataFrame) -> list[str]:
+    """The run settings (``RunSpec`` fields, not the label) that at least one of ``runs``
+    uses: a setting every run ignores (``RunSpec.ignored``: ``p`` for permutation, the MLP's
+    width for a Transformer) is left out."""
+    keys = list(dict.fromkeys(runs["settings"])) if "settings" in runs.columns else []
+    ignored = [ignored_settings(k) for k in keys]
+    return [c for c in RunSpec.model_fields if c in runs.columns and c != "lr_name"
+            and not (ignored and all(c in i for i in ignored))]
+
+
 def _settings(study: StudyData) -> list[Block]:
     blocks: list[Block] = [Heading("Settings", 3)]
-    fields = [c for c in RunSpec.model_fields if c in study.runs.columns and c != "lr_name"]
+    fields = used_settings(study.runs)
     cells = study.runs[fields].map(lambda v: json.dumps(v) if isinstance(v, list) else v)
     common = {c: study.runs[c].iloc[0] for c in fields if cells[c].nunique(dropna=False) == 1}
     varying = [c for c in fields if c not in common]
@@ -136,8 +168,8 @@ def _settings(study: StudyData) -> list[Block]:
     if varying:
         blocks.append(Paragraph("Varying: " + ", ".join(f"`{k}`" for k in varying) + "."))
     if study.definition:
-        blocks += [Paragraph("Study definition as run:"),
-                   Code(json.dumps(study.definition, indent=2))]
+        definition = {k: v for k, v in study.definition.items() if k not in EARLIER_KEYS}
+        blocks += [Paragraph("Study definition as run:"), Code(json.dumps(definition, indent=2))]
     env = study.environment
     if env:
         versions = ", ".join(f"{k} {v}" for k, v in env["versions"].items())

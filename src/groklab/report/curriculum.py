@@ -79,11 +79,11 @@ def joined_curves(study: StudyData, chain: list[str]) -> tuple[pd.DataFrame, lis
 
 
 def _cell(values: Sequence[float], fmt: str = ACCURACY) -> str:
-    """``mean ± stderr`` over seeds in format ``fmt``; this table shows one seed as ``± 0``
-    (tests/test_stages.py pins it)."""
+    """``mean ± stderr`` over seeds in format ``fmt`` (``format.mean_se``: one seed shows its
+    value alone, as in every table)."""
     if not values:
         return MISSING
-    return mean_se(sum(values) / len(values), stderr(values) if len(values) > 1 else 0.0, fmt)
+    return mean_se(sum(values) / len(values), stderr(values), fmt)
 
 
 def last_stage_table(study: StudyData, configs: list[str]) -> pd.DataFrame:

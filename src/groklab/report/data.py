@@ -56,15 +56,23 @@ class StudyData:
         return self.runs[self.runs["status"] == "finished"]
 
 
+AD_HOC = "groklab run"  # the group of runs in no study (``groklab run``, ``run_specs``)
+
+
 def read_studies(store: Store) -> list[StudyData]:
-    """Every study recorded in ``store``; a store without studies is one study 'runs'."""
+    """Every study recorded in ``store`` (an earlier version of an edited study among them:
+    ``Store.record_study``), then, if there are any, the runs of no study as one group named
+    ``AD_HOC`` (all runs of a store without studies): no run of the store is left out."""
     runs = {r["id"]: r for r in store.runs()}
-    recorded = store.studies()
-    if not recorded:
-        members = [(rid, r["label"]) for rid, r in runs.items()]
-        return [_study(store, runs, "runs", members, None)]
-    return [_study(store, runs, s["name"], store.study_members(s["name"]), s)
-            for s in recorded]
+    out, members = [], set()
+    for s in store.studies():
+        listed = store.study_members(s["name"])
+        members |= {rid for rid, _ in listed}
+        out.append(_study(store, runs, s["name"], listed, s))
+    loose = [(rid, r["label"]) for rid, r in runs.items() if rid not in members]
+    if loose or not out:
+        out.append(_study(store, runs, AD_HOC, loose, None))
+    return out
 
 
 def _study(store: Store, runs: dict[str, dict], name: str, members: list[tuple[str, str]],

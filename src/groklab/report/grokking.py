@@ -12,11 +12,11 @@ import pandas as pd
 
 from groklab.report.data import StudyData
 from groklab.report.document import Block, Figure, Heading, Paragraph, Table
+from groklab.report.measures import generic_metrics
 from groklab.report.sections import slug
 from groklab.report.tables import (
     CENSORED,
     METRICS,
-    censored_note,
     partial_note,
     settings_note,
     summarize,
@@ -33,19 +33,38 @@ def grokking_section(study: StudyData, root: Path,
     summary = summarize(study.runs)
     if summary.empty:
         return [Paragraph("No finished runs yet.")], []
-    blocks: list[Block] = [Table(wide(summary, metric), title, _table_note(summary, metric))
-                           for metric, (title, _) in METRICS.items()]
+    blocks: list[Block] = []
+    shared = [_censoring_note(summary), settings_note(summary)]  # said once, where first due
+    for metric, (title, _) in METRICS.items():
+        notes = [partial_note(metric)]
+        if shared[0] and metric in CENSORED and (summary[CENSORED[metric]] > 0).any():
+            notes, shared[0] = [shared[0], *notes], None
+        if shared[1]:
+            notes, shared[1] = [*notes, shared[1]], None
+        blocks.append(Table(wide(summary, metric), title,
+                            "\n\n".join(n for n in notes if n) or None))
     made = _figures(study, prefix)
     blocks.append(Heading("Figures", 3))
     blocks += [Figure(str(p.relative_to(root)), caption) for p, caption in made]
     return blocks, [p for p, _ in made]
 
 
-def _table_note(summary: pd.DataFrame, metric: str) -> str | None:
-    """The notes under ``metric``'s table (paragraphs): censored runs, differing settings."""
-    notes = [censored_note(summary, metric) if metric in CENSORED else None,
-             partial_note(metric), settings_note(summary)]
-    return "\n\n".join(n for n in notes if n) or None
+def _censoring_note(summary: pd.DataFrame) -> str | None:
+    """The one footnote for every starred cell of the study's tables: runs that never reached
+    a step metric's threshold count as the step budget; how many, per table and cell."""
+    parts = []
+    for metric, flag in CENSORED.items():
+        flagged = summary[summary[flag] > 0]
+        if not flagged.empty:
+            cells = ", ".join(f"{r.task} / {r.config} {getattr(r, flag)} of {r.n}"
+                              for r in flagged.itertuples(index=False))
+            parts.append(f"{METRICS[metric][0].split(' (')[0].lower()}: {cells}")
+    if not parts:
+        return None
+    budgets = ", ".join(str(s) for s in dict.fromkeys(summary["steps"]))
+    return ("* In a starred cell, runs that never got there count as the step budget "
+            f"({budgets}): the mean is a lower bound. Such runs, by table: "
+            + "; ".join(parts) + ".")
 
 
 def _figures(study: StudyData, prefix: Path) -> list[tuple[Path, str]]:
@@ -68,7 +87,7 @@ def _figures(study: StudyData, prefix: Path) -> list[tuple[Path, str]]:
     for task, part in curves.groupby("task", sort=False):
         made.append((task_figure(part, f"{study.name}: {task}", png(slug(str(task))), palette),
                      f"{task}: train (dashed) and validation (solid) loss and accuracy"))
-    for task, part in study.metrics.groupby("task", sort=False):
+    for task, part in generic_metrics(study.metrics).groupby("task", sort=False):
         made.append((metrics_figure(part, f"{study.name}: {task}, recorded metrics",
                                     png(f"{slug(str(task))}-metrics"), palette),
                      f"{task}: named metrics recorded at every evaluation (mean ± stderr over "

@@ -25,7 +25,13 @@ pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
 
 
 def _inline(text: str) -> str:
+    """Text with its `code` spans (the one Markdown it may hold) as HTML ``<code>``."""
     return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
+def _plain(text: str) -> str:
+    """Text without Markdown, for attributes (an image's alt text)."""
+    return html.escape(text.replace("`", ""))
 
 
 def _table(b: Table) -> str:
@@ -33,7 +39,7 @@ def _table(b: Table) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                    for row in body)
-    caption = f"<caption>{html.escape(b.caption)}</caption>" if b.caption else ""
+    caption = f"<caption>{_inline(b.caption)}</caption>" if b.caption else ""
     notes = b.note.split("\n\n") if b.note else []
     note = "".join(f'<p class="note">{_inline(n)}</p>' for n in notes)
     return f"<table>{caption}<thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{note}"
@@ -41,9 +47,8 @@ def _table(b: Table) -> str:
 
 def _figure(b: Figure, root: Path) -> str:
     data = base64.b64encode((root / b.path).read_bytes()).decode("ascii")
-    alt = html.escape(b.caption)
-    return (f'<figure><img alt="{alt}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{alt}</figcaption></figure>")
+    return (f'<figure><img alt="{_plain(b.caption)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>{_inline(b.caption)}</figcaption></figure>")
 
 
 def to_html(blocks: list[Block], root: Path, title: str) -> str:
@@ -51,7 +56,7 @@ def to_html(blocks: list[Block], root: Path, title: str) -> str:
     parts = []
     for b in blocks:
         if isinstance(b, Heading):
-            parts.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
+            parts.append(f"<h{b.level}>{_inline(b.text)}</h{b.level}>")
         elif isinstance(b, Paragraph):
             parts.append(f"<p>{_inline(b.text)}</p>")
         elif isinstance(b, Table):

@@ -18,14 +18,17 @@ from groklab.report.data import setting_values, settings_key
 METRICS: dict[str, tuple[str, str]] = {
     "final_val_acc": ("Final validation accuracy", ACCURACY),
     "step_val_acc_99": ("Steps to 99 % validation accuracy", WHOLE),
-    "final_val_loss": ("Final validation loss", ".3g"),
+    "step_val_acc_99_held": ("Steps to held 99 % validation accuracy (above 0.99 from that "
+                             "step to the end of the run)", WHOLE),
+    "final_val_loss": ("Final validation loss", ACCURACY),  # as the LM table's losses
     "max_val_acc": ("Maximum validation accuracy within the budget", ACCURACY),
     "step_train_acc_99": ("Steps to 99 % train accuracy (memorisation)", WHOLE),
     "grokking_delay": ("Grokking delay: steps from 99 % train to 99 % validation accuracy",
                        WHOLE),
 }
 # step metrics a run may never reach: counted as the step budget and flagged (censored)
-CENSORED = {"step_val_acc_99": "censored", "step_train_acc_99": "censored_train"}
+CENSORED = {"step_val_acc_99": "censored", "step_train_acc_99": "censored_train",
+            "step_val_acc_99_held": "censored_held"}
 # averaged over the runs that reached both thresholds only; the cell names how many
 PARTIAL = ("grokking_delay",)
 
@@ -98,8 +101,10 @@ def censored_note(summary: pd.DataFrame, metric: str = "step_val_acc_99") -> str
         return None
     cells = "; ".join(f"{r.task} / {r.config}: {getattr(r, flag)} of {r.n}"
                       for r in flagged.itertuples(index=False))
-    which = "validation" if metric == "step_val_acc_99" else "train"
-    return (f"* Some runs never reached 99 % {which} accuracy and count as the step "
+    which = {"step_val_acc_99": "reached 99 % validation accuracy",
+             "step_val_acc_99_held": "held 99 % validation accuracy to their end",
+             "step_train_acc_99": "reached 99 % train accuracy"}[metric]
+    return (f"* Some runs never {which} and count as the step "
             f"budget ({', '.join(str(s) for s in dict.fromkeys(flagged['steps']))}): {cells}.")
 
 

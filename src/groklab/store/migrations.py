@@ -24,7 +24,7 @@ CREATE TABLE runs (
     id TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
     label TEXT NOT NULL,
-    status TEXT NOT NULL,              -- 'running' or 'finished'
+    status TEXT NOT NULL,              -- 'running', 'interrupted', 'stopped' or 'finished'
     device TEXT,
     started REAL,
     finished REAL,
@@ -36,7 +36,8 @@ CREATE TABLE runs (
     heartbeat REAL,                    -- the owner's last write (time.time())
     max_val_acc REAL,                  -- the best validation accuracy evaluated
     step_train_acc_99 INTEGER,         -- memorisation: first step with train acc > 0.99
-    grokking_delay INTEGER             -- step_val_acc_99 - step_train_acc_99
+    grokking_delay INTEGER,            -- step_val_acc_99 - step_train_acc_99
+    step_val_acc_99_held INTEGER       -- first step from which val acc > 0.99 to the end
 );
 CREATE TABLE curves (
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -169,6 +170,19 @@ def _migrate_2_to_3(db: sqlite3.Connection) -> None:
                "value TEXT NOT NULL, PRIMARY KEY (run_id, name))")
 
 
+def _migrate_3_to_4(db: sqlite3.Connection) -> None:
+    """3 -> 4: the summary column ``step_val_acc_99_held`` (records.held_step), filled in
+    for finished runs from their stored curves: the first step after the last evaluation
+    with val acc <= 0.99, None when that evaluation is the curve's last."""
+    db.execute("ALTER TABLE runs ADD COLUMN step_val_acc_99_held INTEGER")
+    db.execute("""
+        UPDATE runs SET step_val_acc_99_held = (
+            SELECT MIN(c.step) FROM curves c WHERE c.run_id = runs.id AND c.step > COALESCE(
+                (SELECT MAX(d.step) FROM curves d
+                 WHERE d.run_id = runs.id AND NOT d.val_acc > 0.99), -1))
+        WHERE status = 'finished'""")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2,
-                                                          _migrate_2_to_3]
+                                                          _migrate_2_to_3, _migrate_3_to_4]
 VERSION = len(MIGRATIONS)

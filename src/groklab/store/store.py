@@ -22,7 +22,9 @@ Claims. Two processes may train into one folder. Each ``Store`` has an owner tok
 claimed: not finished runs, nor runs another owner is training (its heartbeat is younger than
 ``STALE_S`` and, on this host, its process is alive). ``append`` and ``finish`` write only
 runs this instance still owns and refresh their heartbeat; ``release`` (and ``close``) gives
-unfinished runs back. A claimed run's partial rows from an earlier attempt are dropped, so a
+unfinished runs back, with status 'interrupted'. A run's status is 'running' (claimed),
+'interrupted' (released unfinished: Ctrl-C, an error), 'stopped' (an external hook retired
+it) or 'finished'. A claimed run's partial rows from an earlier attempt are dropped, so a
 resumed run never holds duplicate rows; a killed process leaves a run unfinished and claimable
 once its owner is stale or dead.
 """
@@ -30,6 +32,7 @@ once its owner is stale or dead.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections import defaultdict
@@ -45,28 +48,84 @@ from groklab.store.migrations import MIGRATIONS, SCHEMA, VERSION, StoreError
 
 STORE_NAME = "groklab.sqlite"
 STALE_S = 600.0  # a running run whose owner has not written for this long may be claimed
+# what marks a study definition kept as an earlier version of another (record_study)
+EARLIER_KEYS = ("earlier_version_of", "earlier_version")
+
+
+class UnknownRun(LookupError):
+    """A run id (or id prefix) that names no run of the store, or several."""
+
+
+def writable(path: str | Path) -> bool:
+    """Whether this process may write ``path``: a file, a folder (create files in it) or, when
+    it does not exist yet, the nearest existing folder above it."""
+    path = Path(path).absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK | (os.X_OK if path.is_dir() else 0))
+
 
 class Store:
     """A run store in folder ``root`` (created on first write, never on read); opening it
-    migrates an older store to ``VERSION``."""
+    migrates an older store to ``VERSION``.
+
+    ``create=False`` opens it as a reader: the file must exist. Where this process may write
+    the folder and the file, the reader migrates an older store in place as a writer would;
+    where it may not (a read-only folder or file), it opens the file read-only (SQLite
+    ``immutable=1``, or ``mode=ro`` when a write-ahead log holds data), creates and changes
+    nothing, and migrates an older store in memory only (``read_only`` is then True).
+    """
 
     def __init__(self, root: str | Path, *, create: bool = True):
         self.root = Path(root)
         self.path = self.root / STORE_NAME
         if not create and not self.path.is_file():
             raise FileNotFoundError(f"no groklab store in {self.root} (expected {self.path})")
+        self.read_only = not create and not (writable(self.root) and writable(self.path))
+        if create and not (writable(self.root) and (not self.path.exists()
+                                                    or writable(self.path))):
+            raise StoreError(f"cannot write the store {self.path}: "
+                             f"{'the file' if self.path.exists() else 'the folder'} is "
+                             "read-only (reading it works: groklab results, report --out, "
+                             "export)")
         if create:
             self.root.mkdir(parents=True, exist_ok=True)
         self.owner = new_owner()
         self._claimed = False
         # autocommit mode: every write is an explicit BEGIN IMMEDIATE ... COMMIT (see _tx)
-        self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self.db = self._connect_read_only() if self.read_only else sqlite3.connect(
+            self.path, timeout=30, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         try:
-            self._open()
+            if self.read_only:
+                self._open_read_only()
+            else:
+                self._open()
+        except sqlite3.OperationalError as e:
+            self.db.close()
+            raise StoreError(f"cannot open the store {self.path}: {e}") from None
         except BaseException:
             self.db.close()
             raise
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """A connection that writes nothing, not even SQLite's side files: ``immutable=1``,
+        unless a write-ahead log holds data it would miss (then ``mode=ro``)."""
+        wal = self.path.with_name(STORE_NAME + "-wal")
+        mode = "mode=ro" if wal.is_file() and wal.stat().st_size else "immutable=1"
+        return sqlite3.connect(f"{self.path.absolute().as_uri()}?{mode}", uri=True,
+                               isolation_level=None)
+
+    def _open_read_only(self) -> None:
+        """Refuse a newer store; migrate an older one in an in-memory copy (the file is
+        not changed)."""
+        if self._version() < VERSION:
+            memory = sqlite3.connect(":memory:", isolation_level=None)
+            self.db.backup(memory)
+            self.db.close()
+            self.db = memory
+            self.db.row_factory = sqlite3.Row
+            self._open()
 
     def _open(self) -> None:
         """Refuse a newer store; create or migrate to ``VERSION`` in one transaction."""
@@ -81,7 +140,8 @@ class Store:
                     for migrate in MIGRATIONS[version:]:
                         migrate(self.db)
                 self.db.execute(f"PRAGMA user_version = {VERSION}")
-        self.db.execute("PRAGMA journal_mode=WAL")
+        if not self.read_only:
+            self.db.execute("PRAGMA journal_mode=WAL")
 
     def _version(self) -> int:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
@@ -186,8 +246,10 @@ class Store:
 
     def release(self, run_ids: Iterable[str] | None = None) -> None:
         """Give back unfinished runs this instance owns (all of them by default), e.g. when
-        interrupted, so another process can claim them at once."""
-        sql = "UPDATE runs SET owner=NULL, heartbeat=NULL WHERE owner=? AND status='running'"
+        interrupted, so another process can claim them at once: their status becomes
+        'interrupted' (nobody trains them; the next invocation resumes them)."""
+        sql = ("UPDATE runs SET owner=NULL, heartbeat=NULL, status='interrupted' "
+               "WHERE owner=? AND status='running'")
         with self._tx():
             if run_ids is None:
                 self.db.execute(sql, (self.owner,))
@@ -195,11 +257,19 @@ class Store:
                 self.db.executemany(sql + " AND id=?", [(self.owner, rid) for rid in run_ids])
 
     def record_study(self, name: str, definition: dict[str, Any], environment: dict[str, Any],
-                     members: Sequence[tuple[str, str]]) -> None:
+                     members: Sequence[tuple[str, str]]) -> str | None:
         """Create or update study ``name`` with its (run id, label) members, atomically (a run
-        listed twice, e.g. two values of a setting it ignores, is a member once: the first)."""
+        listed twice, e.g. two values of a setting it ignores, is a member once: the first).
+
+        Versions: when ``name`` is recorded with another definition (an edited study file,
+        other overrides) and some of its runs are not among ``members``, that earlier version
+        is kept as study ``<name> (earlier version N)`` (its definition marked with
+        ``earlier_version_of``), so a report shows those runs as what they were rather than
+        hiding them; an earlier version whose definition is recorded again is folded back.
+        Returns the name the earlier version was kept under (None: nothing kept)."""
         now = time.time()
         with self._tx():
+            kept = self._keep_earlier_version(name, definition, members)
             self.db.execute(
                 "INSERT INTO studies (name, definition, environment, created, updated) "
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
@@ -210,6 +280,40 @@ class Store:
             self.db.execute("DELETE FROM study_runs WHERE study=?", (name,))
             self.db.executemany("INSERT OR IGNORE INTO study_runs VALUES (?, ?, ?, ?)",
                                 [(name, i, rid, label) for i, (rid, label) in enumerate(members)])
+        return kept
+
+    def _keep_earlier_version(self, name: str, definition: dict[str, Any],
+                              members: Sequence[tuple[str, str]]) -> str | None:
+        """Inside ``record_study``'s transaction: keep study ``name``'s recorded version
+        under a name of its own if the new definition differs and drops some of its runs."""
+        row = self.db.execute("SELECT * FROM studies WHERE name=?", (name,)).fetchone()
+        new = json.loads(json.dumps(definition))
+        if row is None or json.loads(row["definition"]) == new:
+            return None
+        earlier = {r["name"]: json.loads(r["definition"]) for r in self.db.execute(
+            "SELECT name, definition FROM studies WHERE name != ?", (name,))}
+        earlier = {k: d for k, d in earlier.items() if d.get("earlier_version_of") == name}
+        for old_name, d in earlier.items():  # recorded again: that version is current again
+            if {k: v for k, v in d.items() if k not in EARLIER_KEYS} == new:
+                self.db.execute("DELETE FROM study_runs WHERE study=?", (old_name,))
+                self.db.execute("DELETE FROM studies WHERE name=?", (old_name,))
+        old_ids = [r[0] for r in self.db.execute(
+            "SELECT run_id FROM study_runs WHERE study=? AND run_id IN (SELECT id FROM runs)",
+            (name,))]
+        if set(old_ids) <= {rid for rid, _ in members}:
+            return None  # nothing would be hidden: one study, its wall time summed on
+        version = 1 + max((d.get("earlier_version", 0) for d in earlier.values()), default=0)
+        kept = f"{name} (earlier version {version})"
+        marked = {**json.loads(row["definition"]), "earlier_version_of": name,
+                  "earlier_version": version}
+        self.db.execute("INSERT INTO studies (name, definition, environment, wall_s, created, "
+                        "updated) VALUES (?, ?, ?, ?, ?, ?)",
+                        (kept, json.dumps(marked), row["environment"], row["wall_s"],
+                         row["created"], row["updated"]))
+        self.db.execute("INSERT INTO study_runs SELECT ?, pos, run_id, label FROM study_runs "
+                        "WHERE study=? AND run_id IN (SELECT id FROM runs)", (kept, name))
+        self.db.execute("DELETE FROM studies WHERE name=?", (name,))  # the new version: fresh
+        return kept
 
     def add_study_time(self, name: str, wall_s: float) -> None:
         """Add an invocation's wall time to study ``name``."""
@@ -261,6 +365,24 @@ class Store:
         rows = self.db.execute("SELECT name, value FROM texts WHERE run_id=? ORDER BY name",
                                (run_id,))
         return {r["name"]: r["value"] for r in rows}
+
+    def resolve(self, run_id: str) -> str:
+        """The id of the one run whose id is ``run_id`` or starts with it (a unique prefix, as
+        git takes them); ``UnknownRun`` naming the matches when there are none or several."""
+        if self.db.execute("SELECT 1 FROM runs WHERE id=?", (run_id,)).fetchone():
+            return run_id
+        pattern = run_id.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        found = [r[0] for r in self.db.execute(
+            "SELECT id FROM runs WHERE id LIKE ? ESCAPE '\\' ORDER BY id", (pattern,))]
+        if len(found) == 1:
+            return found[0]
+        if not found:
+            raise UnknownRun(f"no run {run_id!r} in {self.root} (see groklab results "
+                             f"{self.root})")
+        shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10
+                                         else "")
+        raise UnknownRun(f"run id {run_id!r} is ambiguous in {self.root}: {len(found)} runs "
+                         f"start with it ({shown}); give more characters")
 
     def status(self, run_id: str) -> str | None:
         row = self.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()

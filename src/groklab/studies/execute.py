@@ -49,8 +49,12 @@ def run_study(study: Study, out: str | Path, *, device: str | None = None,
                              executor=executor, store=opened)
     runs = study.expand()
     device = device or default_device()
-    store.record_study(study.name, study.definition(), environment(device),
-                       [(r.spec.run_id, r.label) for r in runs])
+    kept = store.record_study(study.name, study.definition(), environment(device),
+                              [(r.spec.run_id, r.label) for r in runs])
+    if kept is not None:
+        print(f"groklab: study {study.name!r} is defined differently than when its runs in "
+              f"{store.root} were recorded; the runs of that version stay in the report as "
+              f"study {kept!r}", file=sys.stderr)
     t0 = time.perf_counter()
     try:
         return run_specs([r.spec for r in runs], out, device=device, progress=progress,

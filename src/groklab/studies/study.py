@@ -19,6 +19,8 @@ TOML layout (every key optional except ``name`` for a file without a useful stem
     [variants.mine]
     lr = [8e-4, 2e-3, 3e-3]         # a configuration name, one rate, or (e, l, h)
     grad_clip = 1.0                 # any RunSpec field (docs/protocol.md; README settings)
+    [variants.fast]
+    recipe = "NAME"                 # a named recipe's settings (groklab.recipes); own keys win
 
     [[stages]]                      # optional, also per variant: [[variants.NAME.stages]]
     operands = 2                    # a curriculum: every run trains through the stages in
@@ -47,6 +49,7 @@ from pydantic import ValidationError
 
 from groklab.format import setting
 from groklab.rates import parse_lr
+from groklab.recipes import with_recipe
 from groklab.spec import RunSpec
 from groklab.studies.errors import StudyError
 from groklab.studies.stages import Values, stage_runs, stage_sections, stages_of
@@ -292,8 +295,20 @@ def load_toml(text: str, source: str, default_name: str | None = None) -> Study:
     stages = data.get("stages", [])
     if not isinstance(stages, list) or not all(isinstance(st, dict) for st in stages):
         raise StudyError(source, "stages", "expected tables: [[stages]] with settings")
+    settings = data.get("settings", {})
+    if not isinstance(settings, dict):
+        raise StudyError(source, "settings", "expected a table of run settings")
+    try:
+        settings = with_recipe(settings)
+    except ValueError as e:
+        raise StudyError(source, "settings.recipe", str(e)) from None
+    for vname, vset in variants.items():
+        try:
+            variants[vname] = with_recipe(vset)
+        except ValueError as e:
+            raise StudyError(source, f"variants.{vname}.recipe", str(e)) from None
     return Study(name=data.get("name", default_name), source=source, description=description,
-                 settings=data.get("settings", {}), grid=data.get("grid", {}),
+                 settings=settings, grid=data.get("grid", {}),
                  variants=variants, seeds=tuple(seeds), stages=tuple(stages))
 
 

@@ -25,7 +25,7 @@ from groklab.records import FINAL_METRICS
 from groklab.store import Store
 
 DEFAULT_METRIC = "steps_to_99"
-STEP_METRICS = ("step_val_acc_99", "step_train_acc_99", "grokking_delay")
+STEP_METRICS = ("step_val_acc_99", "step_train_acc_99", "grokking_delay", "step_val_acc_99_held")
 # the named metrics `diagnostics = true` records (docs/protocol.md §6.7)
 DIAGNOSTIC_METRICS = ("sigma_max_E", "sigma_max_W", "fro_E", "fro_W", "eta_E_over_eta_W",
                       "token_updates_cv", "token_updates_min_over_mean")

@@ -1,0 +1,67 @@
+"""The results table: one line per run, what ``groklab results`` lists and ``groklab run``
+and ``groklab study`` end with (``groklab lm`` and ``groklab tune`` end with tables of their
+own kind: the language-model summary, the best trials).
+
+Runs are sorted by task, label and seed. Only the columns that apply to the runs shown are
+there: the grokking metrics (accuracies, steps to 99 %, the grokking delay) for algorithmic
+tasks, the losses for language models (task ``text``). Every missing number (a step never
+reached, a run not finished) is ``format.MISSING``; accuracies and losses have four
+decimals, steps are whole numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from groklab.format import MISSING, is_missing
+
+IDENTITY = ["id", "task", "model", "label", "seed", "status", "steps"]
+# metric columns per kind of run, in display order
+GROKKING = ["final_train_acc", "final_val_acc", "max_val_acc", "final_val_loss",
+            "step_train_acc_99", "step_val_acc_99", "step_val_acc_99_held", "grokking_delay"]
+LANGUAGE = ["final_train_loss", "final_val_loss"]
+WHOLE_NUMBERS = {"seed", "steps", "step_train_acc_99", "step_val_acc_99",
+                 "step_val_acc_99_held", "grokking_delay"}
+
+
+def result_columns(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The columns that apply to ``runs``: identity, then the metrics of their kinds."""
+    kinds = {r.get("task") == "text" for r in runs}
+    metrics = [c for c in GROKKING if False in kinds] + [c for c in LANGUAGE if True in kinds]
+    return IDENTITY + list(dict.fromkeys(metrics))
+
+
+def sort_runs(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """``runs`` by task, label, seed (then id, so the order is total)."""
+    return sorted(runs, key=lambda r: (str(r.get("task")), str(r.get("label")),
+                                       r.get("seed") if isinstance(r.get("seed"), int) else -1,
+                                       str(r.get("id"))))
+
+
+def cell(column: str, value: Any) -> str:
+    """One cell's text: whole numbers, four decimals, names as they are; ``MISSING``."""
+    if is_missing(value):
+        return MISSING
+    if column in WHOLE_NUMBERS:
+        return str(int(value))
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
+    """The text table of ``runs`` (``Store.runs()`` rows): a header line, one line per run,
+    columns separated by two spaces, numbers right-aligned; "no runs" when empty."""
+    if not runs:
+        return "no runs"
+    columns = result_columns(runs)
+    rows = [[cell(c, r.get(c)) for c in columns] for r in sort_runs(runs)]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+    left = {"id", "task", "model", "label", "status"}
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(text.ljust(w) if c in left else text.rjust(w)
+                         for c, text, w in zip(columns, cells, widths, strict=True)).rstrip()
+
+    return "\n".join([line(columns), *(line(row) for row in rows)])
