@@ -93,3 +93,23 @@ def test_a_run_stopped_once_held_has_its_held_step_where_its_streak_began():
         assert len(stopped) == n or not stopped[-n - 1].val_acc > t
         assert held_step(stopped, t) == stopped[-n].step
     assert checked >= 2, "choose data where some rules stop a run early"
+
+
+def test_the_report_shows_held_steps_in_a_table_and_a_figure(tmp_path: Path):
+    """Runs that held 99 % get the held table (censored runs starred, counted once in the
+    footnote) and the held-steps figure; a run that spiked counts from its recovery."""
+    from fake_runs import curve as fake_curve
+    from fake_runs import spec as fake_spec
+    from fake_runs import write
+
+    import groklab
+
+    runs = [(fake_spec(seed=0, lr_name="a"), fake_curve([0.5, 1.0, 1.0])),     # held from 20
+            (fake_spec(seed=1, lr_name="a"), fake_curve([1.0, 0.4, 1.0])),     # held from 30
+            (fake_spec(seed=0, lr_name="b", weight_decay=0.1), fake_curve([0.2, 0.5, 0.6]))]
+    write(tmp_path, runs)
+    files = groklab.report(tmp_path)
+    md = files.markdown.read_text()
+    table = md.split("Steps to held 99 % validation accuracy")[1].split("\n\n")[1]
+    assert "| x_plus_y | 25 ± 5 | 30\\* |" in table  # b never held: counts as its budget, 30
+    assert any(p.name.endswith("-held.png") for p in files.figures)

@@ -124,6 +124,36 @@ def grid_figure(curves: pd.DataFrame, title: str, path: Path, palette: dict) -> 
                    (5.4, 3.4), sharey=True)
 
 
+def steps_figure(summary: pd.DataFrame, metric: str, label: str, censored: str, title: str,
+                 path: Path, palette: dict) -> Path:
+    """A step metric per task (one panel each) and configuration (one bar each): mean ±
+    stderr over seeds on a log axis (``summary``: report.tables.summarize's rows). A bar
+    whose runs did not all get there counts them as the budget: it is hatched and says how
+    many of n did not."""
+
+    def draw(ax: plt.Axes, task: object) -> None:
+        rows = summary[summary["task"] == task]
+        y = np.arange(len(rows))
+        mean = rows[f"{metric}_mean"].to_numpy(float)
+        se = rows[f"{metric}_stderr"].fillna(0.0).to_numpy(float)
+        for i, r in enumerate(rows.itertuples(index=False)):
+            short = getattr(r, censored)
+            ax.barh(y[i], mean[i], xerr=se[i], color=palette[r.config], capsize=3,
+                    hatch="//" if short else None, edgecolor="white" if short else None)
+            note = f"{mean[i]:,.0f}" + (f"  ({short} of {r.n} not reached)" if short else "")
+            ax.text(mean[i] + se[i], y[i], "  " + note, va="center", fontsize=8)
+        ax.set_yticks(y, list(rows["config"]))
+        ax.invert_yaxis()
+        ax.set_xscale("log")
+        ax.set_xlim(left=max(1.0, float(np.nanmin(mean)) / 2),
+                    right=float(np.nanmax(mean + se)) * 6)
+        ax.set_xlabel(label)
+        ax.set_title(str(task))
+
+    return _panels(list(dict.fromkeys(summary["task"])), draw, title, path, None, 2, (6.0, 3.2),
+                   steps=False)
+
+
 def axis_figure(points: pd.DataFrame, axis: str, metrics: dict[str, str], title: str,
                 path: Path, palette: dict) -> Path:
     """Summary metrics against a numeric study axis: one panel per metric, one line per

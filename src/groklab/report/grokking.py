@@ -43,7 +43,7 @@ def grokking_section(study: StudyData, root: Path,
             notes, shared[1] = [*notes, shared[1]], None
         blocks.append(Table(wide(summary, metric), title,
                             "\n\n".join(n for n in notes if n) or None))
-    made = _figures(study, prefix)
+    made = _figures(study, prefix, summary)
     blocks.append(Heading("Figures", 3))
     blocks += [Figure(str(p.relative_to(root)), caption) for p, caption in made]
     return blocks, [p for p, _ in made]
@@ -67,13 +67,14 @@ def _censoring_note(summary: pd.DataFrame) -> str | None:
             + "; ".join(parts) + ".")
 
 
-def _figures(study: StudyData, prefix: Path) -> list[tuple[Path, str]]:
+def _figures(study: StudyData, prefix: Path, summary: pd.DataFrame) -> list[tuple[Path, str]]:
     # matplotlib loads only when figures are drawn
     from groklab.report.figures import (
         axis_figure,
         colors,
         grid_figure,
         metrics_figure,
+        steps_figure,
         task_figure,
     )
 
@@ -84,6 +85,14 @@ def _figures(study: StudyData, prefix: Path) -> list[tuple[Path, str]]:
     palette = colors(list(dict.fromkeys(study.finished["config"])))
     made = [(grid_figure(curves, f"{study.name}: validation accuracy", png("val_acc"), palette),
              "Validation accuracy against steps, every task (mean ± stderr over seeds)")]
+    held = "step_val_acc_99_held"
+    if (summary[CENSORED[held]] < summary["n"]).any():  # some run held 99 %
+        made.append((steps_figure(summary, held, "steps to held 99 % validation accuracy",
+                                  CENSORED[held], f"{study.name}: steps to held 99 %",
+                                  png("held"), palette),
+                     "Steps to held 99 % validation accuracy (above 0.99 from there to the end "
+                     "of the run), mean ± stderr over seeds; hatched: some runs never held it "
+                     "and count as the step budget"))
     for task, part in curves.groupby("task", sort=False):
         made.append((task_figure(part, f"{study.name}: {task}", png(slug(str(task))), palette),
                      f"{task}: train (dashed) and validation (solid) loss and accuracy"))
