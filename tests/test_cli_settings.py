@@ -202,6 +202,9 @@ def test_run_takes_the_shape_flags_lm_takes_from_one_definition(tmp_path):
     (["run", "--out", "never", "--device", "cdua"], "(did you mean 'cuda'?)"),
     (["run", "--out", "never", "--executor", "rey"], "(did you mean 'ray'?)"),
     (["study", "paper-tabel1", "--out", "never"], "(did you mean 'paper-table1'"),
+    (["study", "paper-table1", "--tasks", "x_plus_z", "--out", "never"],
+     "(did you mean 'x_plus_y'"),
+    (["run", "--out", "never", "--recipe", "acceleration-fsat"], "(did you mean"),
     (["lm", "--out", "never", "--size", "cpy"], "(did you mean 'cpu'?)"),
 ])
 def test_typos_get_did_you_mean(tmp_path, argv, hint):

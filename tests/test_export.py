@@ -108,3 +108,23 @@ def test_parquet_without_pyarrow_is_one_line_naming_the_extra(store, tmp_path, m
 def test_export_of_a_folder_without_a_store_is_one_line(tmp_path):
     proc = groklab("export", "csv", str(tmp_path), str(tmp_path / "out"), check=False)
     assert proc.returncode == 2 and "no groklab store" in proc.stderr
+
+
+def test_settings_a_run_was_stored_without_read_as_their_defaults(tmp_path):
+    """A run recorded before a setting existed (its stored spec lacks the key) reads as that
+    setting's default, never as a missing value cast to True or <NA>."""
+    old, new = spec(seed=0), spec(seed=1, grad_ortho=True, loss="stablemax")
+    write(tmp_path, [(old, curve([0.5])), (new, curve([0.5]))])
+    db = sqlite3.connect(tmp_path / STORE_NAME)
+    with db:
+        row = db.execute("SELECT spec FROM runs WHERE id=?", (old.run_id,)).fetchone()
+        import json
+
+        stored = {k: v for k, v in json.loads(row[0]).items()
+                  if k not in ("grad_ortho", "loss", "embedding")}
+        db.execute("UPDATE runs SET spec=? WHERE id=?", (json.dumps(stored), old.run_id))
+    db.close()
+    df = gl.results(tmp_path).set_index("seed")
+    assert df.loc[0, "grad_ortho"] == False and df.loc[1, "grad_ortho"] == True  # noqa: E712
+    assert df.loc[0, "loss"] == "softmax" and df.loc[1, "loss"] == "stablemax"
+    assert df.loc[0, "embedding"] == True  # noqa: E712

@@ -183,3 +183,22 @@ def test_a_study_expands_once_and_an_overridden_copy_expands_its_own(monkeypatch
     quick = study.with_overrides(steps=5)
     assert len(built) == 8 and {r.spec.steps for r in quick.expand()} == {5}
     assert {r.spec.steps for r in study.expand()} == {40} and len(built) == 8
+
+
+def test_the_acceleration_preset_runs_every_method_on_held_out_seeds():
+    """docs/protocol.md §6.8: the paper protocol, 8 methods × 4 tasks × seeds 2-4 (the seeds
+    the search never saw), every run stopped once 99 % has held for 20 evaluations."""
+    runs = preset("acceleration").expand()
+    assert len(runs) == 96 and {r.spec.seed for r in runs} == {2, 3, 4}
+    by = {r.label: r.spec for r in runs if r.spec.task == "x_plus_y" and r.spec.seed == 2}
+    assert list(by) == ["baseline", "layerwise", "grokfast", "adaptive_embedding",
+                        "layerwise_grokfast", "muon", "stablemax_orthograd", "acceleration-fast"]
+    assert all(s.steps == 7500 and s.p == 97 and s.batch_size == 512 and s.d_model == 128
+               and s.train_fraction == 0.5 and (s.stop_val_acc, s.stop_patience) == (0.99, 20)
+               for s in by.values())
+    assert by["muon"].optimizer == "muon"
+    assert (by["stablemax_orthograd"].loss, by["stablemax_orthograd"].grad_ortho,
+            by["stablemax_orthograd"].weight_decay) == ("stablemax", True, 0.0)
+    fast = by["acceleration-fast"]
+    assert (fast.loss, fast.grad_ortho, fast.embedding_lr, fast.lr) == (
+        "stablemax", True, "adaptive", (2.06e-3, 3.68e-3, 2.48e-3))

@@ -33,12 +33,14 @@ def list_(
         "--runs", help="Also count each built-in study's runs (expands and checks every "
         "study, which loads the training code: a few seconds).")] = False,
 ) -> None:
-    """List the tasks, models, optimisers, named lr configurations and built-in studies."""
+    """List the tasks, models, optimisers, named lr configurations, recipes and built-in
+    studies."""
     import tomllib
     from importlib import resources
 
     from groklab.cli.names import MODELS, OPTIMIZERS, TASKS
     from groklab.rates import LR_CONFIGS
+    from groklab.recipes import recipe, recipe_names
 
     typer.echo("tasks:\n  " + ", ".join(TASKS))
     typer.echo("models:\n  " + ", ".join(MODELS))
@@ -46,6 +48,9 @@ def list_(
     typer.echo("lr configurations (embedding, lower, higher):")
     for name, rates in LR_CONFIGS.items():
         typer.echo(f"  {name:<10} " + ", ".join(f"{r:g}" for r in rates))
+    typer.echo("recipes (groklab run --recipe NAME --out DIR; docs/protocol.md §6.8):")
+    for name in recipe_names():
+        typer.echo(f"  {name:<18} {recipe(name).description}")
     typer.echo("studies (groklab study NAME --out DIR; or a .toml file of your own):")
     # the preset files themselves (groklab.studies.presets), read without the training code
     files = sorted((f for f in (resources.files("groklab") / "studies" / "presets").iterdir()

@@ -73,6 +73,10 @@ def runs_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
             frame[column] = frame[column].astype("string")
         elif column in RunSpec.model_fields:
             dtype = setting_dtype(column)
+            default = RunSpec.model_fields[column].default
+            if default is not None and not isinstance(default, tuple | list | dict):
+                # a run stored before the setting existed: it had the default
+                frame[column] = frame[column].where(frame[column].notna(), default)
             if dtype == "bool":
                 frame[column] = frame[column].astype("bool")
             elif dtype == "Int64":

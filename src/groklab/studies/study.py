@@ -50,6 +50,7 @@ from pydantic import ValidationError
 from groklab.format import setting
 from groklab.rates import parse_lr
 from groklab.recipes import with_recipe
+from groklab.registry import did_you_mean
 from groklab.spec import RunSpec
 from groklab.studies.errors import StudyError
 from groklab.studies.stages import Values, stage_runs, stage_sections, stages_of
@@ -252,7 +253,8 @@ def _check_sections(study: Study) -> None:
                     _rates(v, src, at)
                 if key == "task" and v not in task_names():
                     known = ", ".join(task_names())
-                    raise StudyError(src, at, f"unknown task {v!r}; known: {known}")
+                    raise StudyError(src, at, f"unknown task {v!r}; known: {known}"
+                                     f"{did_you_mean(v, task_names())}")
     _check_overlaps(study)
 
 
