@@ -26,9 +26,10 @@ STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fo
 
 
 def colors(configs: list[str]) -> dict[str, tuple]:
-    """One stable colour per configuration, in study order."""
-    cmap = plt.get_cmap("tab10")
-    return {c: cmap(i % 10) for i, c in enumerate(configs)}
+    """One stable colour per configuration, in study order (distinct up to 20)."""
+    n = 10 if len(configs) <= 10 else 20
+    cmap = plt.get_cmap(f"tab{n}")
+    return {c: cmap(i % n) for i, c in enumerate(configs)}
 
 
 def band(curves: pd.DataFrame, column: str) -> pd.DataFrame:
