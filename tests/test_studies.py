@@ -189,16 +189,19 @@ def test_the_acceleration_preset_runs_every_method_on_held_out_seeds():
     """docs/protocol.md §6.8: the paper protocol, 8 methods × 4 tasks × seeds 2-4 (the seeds
     the search never saw), every run stopped once 99 % has held for 20 evaluations."""
     runs = preset("acceleration").expand()
-    assert len(runs) == 96 and {r.spec.seed for r in runs} == {2, 3, 4}
+    assert len(runs) == 108 and {r.spec.seed for r in runs} == {2, 3, 4}
     by = {r.label: r.spec for r in runs if r.spec.task == "x_plus_y" and r.spec.seed == 2}
     assert list(by) == ["baseline", "layerwise", "grokfast", "adaptive_embedding",
-                        "layerwise_grokfast", "muon", "stablemax_orthograd", "acceleration-fast"]
+                        "layerwise_grokfast", "muon", "stablemax_orthograd", "acceleration-fast",
+                        "acceleration-adamw"]
     assert all(s.steps == 7500 and s.p == 97 and s.batch_size == 512 and s.d_model == 128
                and s.train_fraction == 0.5 and (s.stop_val_acc, s.stop_patience) == (0.99, 20)
                for s in by.values())
     assert by["muon"].optimizer == "muon"
     assert (by["stablemax_orthograd"].loss, by["stablemax_orthograd"].grad_ortho,
             by["stablemax_orthograd"].weight_decay) == ("stablemax", True, 0.0)
-    fast = by["acceleration-fast"]
-    assert (fast.loss, fast.grad_ortho, fast.embedding_lr, fast.lr) == (
+    fast, adamw = by["acceleration-fast"], by["acceleration-adamw"]
+    assert (fast.optimizer, fast.muon_lr_ratio, fast.loss, fast.grad_filter, fast.lr) == (
+        "muon", 3.59, "stablemax", "ema", (2.57e-3, 2.61e-3, 8.21e-3))
+    assert (adamw.loss, adamw.grad_ortho, adamw.embedding_lr, adamw.lr) == (
         "stablemax", True, "adaptive", (2.06e-3, 3.68e-3, 2.48e-3))
