@@ -22,7 +22,7 @@ demo: venv
 	$(BIN)/groklab results runs/demo
 
 test: venv
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks docs/examples
 	$(BIN)/pytest
 
 bench: venv
