@@ -50,3 +50,32 @@ def test_unknown_recipes_are_errors_naming_the_known_ones(folder: Path):
     with pytest.raises(ValueError, match="expected a recipe's name"):
         with_recipe({"recipe": 3})
     assert with_recipe({"p": 5}) == {"p": 5}
+
+
+def test_make_specs_and_the_command_take_a_recipe_and_given_settings_win(tmp_path: Path):
+    from conftest import groklab
+
+    from groklab.api import make_specs
+
+    fast = recipe("acceleration-fast").settings
+    (spec,) = make_specs(recipe="acceleration-fast", p=11, d_model=16, n_heads=2, steps=3)
+    assert spec.label == "acceleration-fast" and spec.optimizer == fast["optimizer"]
+    assert spec.lr == tuple(fast["lr"]) and spec.loss == fast["loss"]
+    (named,) = make_specs(recipe="acceleration-fast", lr="layerwise", weight_decay=0.1)
+    assert named.label == "layerwise" and named.weight_decay == 0.1
+    assert named.muon_lr_ratio == fast["muon_lr_ratio"]
+
+    out = tmp_path / "r"
+    groklab("run", "--recipe", "acceleration-fast", "--weight-decay", "0.2", "--p", "11",
+            "--steps", "3", "--eval-every", "3", "--batch-size", "8", "--set", "d_model=16",
+            "--set", "n_heads=2", "--out", str(out), "--no-progress")
+    (row,) = groklab_results(out)
+    assert row["weight_decay"] == 0.2 and row["optimizer"] == "muon"  # the flag wins
+    assert row["grad_filter"] == fast["grad_filter"] and row["loss"] == fast["loss"]
+
+
+def groklab_results(out: Path) -> list[dict]:
+    from groklab.store import Store
+
+    with Store(out, create=False) as store:
+        return store.runs()
