@@ -67,7 +67,8 @@ def main() -> None:
     args = parser.parse_args()
     runs = held_runs(args.store)
     order = list(dict.fromkeys(r.label for r in preset("acceleration").expand()))
-    tasks = list(dict.fromkeys(runs["task"]))
+    tasks = [t for t in dict.fromkeys(r.spec.task for r in preset("acceleration").expand())
+             if t in set(runs["task"])]
     table = {}
     for c in order:
         for t in tasks:
@@ -92,7 +93,8 @@ def main() -> None:
                             "held_stderr": values.std(ddof=1) / math.sqrt(len(g))})
         frame = pd.DataFrame(summary)
         frame["config"] = pd.Categorical(frame["config"], [c for c in order if c in table])
-        frame = frame.sort_values(["task", "config"]).astype({"config": str})
+        frame["task"] = pd.Categorical(frame["task"], tasks)
+        frame = frame.sort_values(["task", "config"]).astype({"config": str, "task": str})
         steps_figure(frame, "held", "steps to held 99 % validation accuracy", "censored_held",
                      "acceleration: steps to held 99 % (held-out seeds 2-4)", args.figure,
                      colors(list(dict.fromkeys(frame["config"]))))

@@ -19,6 +19,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 
 DPI = 110
 STYLE = {"font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "legend.fontsize": 9,
@@ -146,6 +147,8 @@ def steps_figure(summary: pd.DataFrame, metric: str, label: str, censored: str, 
         ax.set_yticks(y, list(rows["config"]))
         ax.invert_yaxis()
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlim(left=max(1.0, float(np.nanmin(mean)) / 2),
                     right=float(np.nanmax(mean + se)) * 6)
         ax.set_xlabel(label)
