@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from groklab.format import mean_se, stderr
 from groklab.records import held_step
 from groklab.store import Store
 from groklab.studies import preset
@@ -54,9 +55,7 @@ def cell(group: pd.DataFrame) -> str:
     held = [int(v) for v in group["held"].dropna()]
     if not held:
         return f"not held (0 of {len(group)}; last step {group['last_step'].max():,})"
-    text = f"{statistics.mean(held):,.0f}"
-    if len(held) > 1:
-        text += f" ± {statistics.stdev(held) / math.sqrt(len(held)):,.0f}"
+    text = mean_se(statistics.mean(held), stderr(held), ",.0f")
     return text if len(held) == len(group) else f"{text} ({len(held)} of {len(group)})"
 
 
