@@ -94,43 +94,36 @@ class TokenIndex:
 
 class MixedSampler(UniformSampler):
     """Per run, balanced or uniform draws of ``batch`` positions into its train split (the
-    interface of ``UniformSampler``; a uniform run draws exactly what it draws there)."""
+    interface of ``UniformSampler``; a uniform run draws exactly what it draws there). A
+    balanced run's state also holds its key order at the start of its chunk (``carry``)."""
 
     def __init__(self, gens: Sequence[torch.Generator], train_tokens: Sequence[torch.Tensor],
                  balanced: Sequence[bool], batch: int, device: torch.device):
-        super().__init__(gens, [len(t) for t in train_tokens], batch, device)
         self.index = [TokenIndex(t) if b else None
                       for t, b in zip(train_tokens, balanced, strict=True)]
-        self.carry = [torch.empty(0, dtype=torch.long) for _ in self.gens]
-        self.carry_start: list[torch.Tensor] = []  # key orders before the current chunk
+        self.carry = [torch.empty(0, dtype=torch.long) for _ in gens]
+        self.carry_start = [c.clone() for c in self.carry]  # key orders before the chunk
+        super().__init__(gens, [len(t) for t in train_tokens], batch, device)
 
-    def _draw(self) -> None:
-        self.chunk_start = [g.get_state() for g in self.gens]
-        self.carry_start = [c.clone() for c in self.carry]
-        draws = []
-        for r, (g, n, idx) in enumerate(zip(self.gens, self.n, self.index, strict=True)):
-            if idx is None:
-                draws.append(torch.randint(n, (SAMPLE_CHUNK, self.batch), generator=g))
-            else:
-                pos, self.carry[r] = idx.draw(g, SAMPLE_CHUNK * self.batch, self.carry[r])
-                draws.append(pos.view(SAMPLE_CHUNK, self.batch))
-        self.buf = torch.stack(draws, 1).to(self.device)
+    def rows(self) -> dict:
+        return super().rows() | {"carry": self.carry_start}
 
-    def select(self, keep: Sequence[int]) -> None:
-        super().select(keep)
-        self.index = [self.index[i] for i in keep]
-        self.carry = [self.carry[i] for i in keep]
-        self.carry_start = [self.carry_start[i] for i in keep] if self.carry_start else []
+    def loaded(self, j: int) -> None:
+        self.carry[j] = self.carry_start[j].clone()
+        super().loaded(j)
 
-    def state_dict(self) -> dict:
-        sd = super().state_dict()
-        at_start = sd["pos"] < SAMPLE_CHUNK
-        sd["carry"] = [c.clone() for c in (self.carry_start if at_start else self.carry)]
-        return sd
+    def _draw_rows(self, rows: Sequence[int], keep_start: bool = False) -> None:
+        if not keep_start:
+            for j in rows:
+                self.carry_start[j] = self.carry[j].clone()
+        super()._draw_rows(rows, keep_start)
 
-    def load_state_dict(self, sd: dict) -> None:
-        self.carry = [c.clone() for c in sd["carry"]]
-        super().load_state_dict(sd)  # redraws the current chunk from its start
+    def _chunk(self, j: int) -> torch.Tensor:
+        idx = self.index[j]
+        if idx is None:
+            return super()._chunk(j)
+        pos, self.carry[j] = idx.draw(self.gens[j], SAMPLE_CHUNK * self.batch, self.carry[j])
+        return pos.view(SAMPLE_CHUNK, self.batch)
 
 
 def build_sampler(specs: Sequence, gens: Sequence[torch.Generator], inputs: torch.Tensor,

@@ -27,7 +27,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,11 +83,14 @@ class Checkpointer:
                 and time.monotonic() - self._last_time >= self.every_seconds)
 
     def save(self, run_ids: Sequence[str], state_dict: dict,
-             curves: Sequence[Sequence[EvalRow]]) -> None:
+             curves: Sequence[Sequence[EvalRow]], extra: dict | None = None) -> None:
+        """Write the state of the runs in ``run_ids`` (in their rows), their curves so far
+        and ``extra`` (the queue, the cohort's update count ``clock``)."""
         t0 = time.perf_counter()
         buf = io.BytesIO()
+        extra = dict(extra or {})
         torch.save({"run_ids": list(run_ids), "state": state_dict,
-                    "curves": encode_curves(curves)}, buf)
+                    "curves": encode_curves(curves), **extra}, buf)
         payload = buf.getvalue()
         digest = hashlib.sha256(payload).hexdigest().encode()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -102,24 +105,32 @@ class Checkpointer:
             os.replace(tmp, self.path)
         finally:
             tmp.unlink(missing_ok=True)
-        self._last_t, self._last_time = int(state_dict["t"]), time.monotonic()
+        self._last_t = int(extra.get("clock", state_dict["t"]))
+        self._last_time = time.monotonic()
         self.saves += 1
         self.save_seconds += time.perf_counter() - t0
 
-    def load(self, run_ids: Sequence[str]) -> dict | None:
-        """The newest good checkpoint of exactly these runs, or None (start from step 0)."""
+    def load(self, run_ids: Sequence[str] | Callable[[dict], None]) -> dict | None:
+        """The newest good checkpoint of exactly these runs (or one that ``run_ids``, a
+        check raising ``ValueError``, accepts), or None (start from step 0)."""
         for path in (self.path, self.previous):
             if not path.exists():
                 continue
             try:
                 saved = read_checkpoint(path)
-                if saved["run_ids"] != list(run_ids):
+                if callable(run_ids):
+                    run_ids(saved)
+                elif saved["run_ids"] != list(run_ids):
                     raise ValueError("it belongs to other runs")
+                if saved["state"].get("format") != 2:
+                    raise ValueError("written by an older groklab (a cohort state without "
+                                     "per-run steps); the runs restart from step 0")
             except (ValueError, OSError, RuntimeError, KeyError, EOFError) as e:
                 reason = str(e).splitlines()[0] if str(e) else type(e).__name__
                 print(f"groklab: ignoring checkpoint {path}: {reason}", file=sys.stderr)
                 continue
-            self._last_t, self._last_time = int(saved["state"]["t"]), time.monotonic()
+            self._last_t = int(saved.get("clock", saved["state"]["t"]))
+            self._last_time = time.monotonic()
             return saved
         return None
 
@@ -151,9 +162,11 @@ class InterruptFlag:
 
 @contextmanager
 def deferred_interrupt(enabled: bool = True) -> Iterator[InterruptFlag]:
-    """While active, Ctrl-C sets ``flag.requested`` instead of raising (the training loop
-    checkpoints and raises at the end of the step); a second Ctrl-C raises at once. Only in
-    the main thread, where Python delivers signals."""
+    """While active, Ctrl-C (SIGINT), SIGTERM (``kill``, a scheduler's stop) and SIGHUP (the
+    terminal closed) set ``flag.requested`` instead of raising (the training loop
+    checkpoints and raises ``KeyboardInterrupt`` at the end of the step, so the runs are
+    released as 'interrupted'); a second signal raises at once. Only in the main thread,
+    where Python delivers signals."""
     flag = InterruptFlag()
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield flag
@@ -164,8 +177,10 @@ def deferred_interrupt(enabled: bool = True) -> Iterator[InterruptFlag]:
             raise KeyboardInterrupt
         flag.requested = True
 
-    old = signal.signal(signal.SIGINT, handler)
+    signums = [getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n)]
+    old = {n: signal.signal(n, handler) for n in signums}
     try:
         yield flag
     finally:
-        signal.signal(signal.SIGINT, old)
+        for n, previous in old.items():
+            signal.signal(n, previous)

@@ -22,7 +22,8 @@ from groklab.spec import RunSpec
 
 
 class EarlyStop:
-    """The stop rule of every run of a cohort; streaks are kept by position in ``specs``."""
+    """The stop rule of every run of a cohort (its rows: ``specs``); the streaks are the
+    per-run state."""
 
     def __init__(self, specs: Sequence[RunSpec]):
         self.threshold = [s.stop_val_acc for s in specs]
@@ -33,23 +34,17 @@ class EarlyStop:
                  metrics: dict[str, torch.Tensor]) -> HookResult:
         acc = metrics["val_acc"].tolist()
         retire = []
-        for i, pos in enumerate(state.index):
-            threshold = self.threshold[pos]
+        for i, row in enumerate(state.index):
+            threshold = self.threshold[row]
             if threshold is None:
                 continue
-            self.streak[pos] = self.streak[pos] + 1 if acc[i] > threshold else 0
-            if self.streak[pos] >= self.patience[pos]:
+            self.streak[row] = self.streak[row] + 1 if acc[i] > threshold else 0
+            if self.streak[row] >= self.patience[row]:
                 retire.append(i)
         return HookResult(retire=retire)
 
-    def select(self, keep: Sequence[int]) -> None:
-        """Nothing to drop: streaks are kept by position in ``specs``."""
-
-    def state_dict(self) -> dict[str, list[int]]:
-        return {"streak": list(self.streak)}
-
-    def load_state_dict(self, sd: dict[str, list[int]]) -> None:
-        self.streak = [int(v) for v in sd["streak"]]
+    def rows(self) -> dict[str, list[int]]:
+        return {"streak": self.streak}
 
 
 def early_stop(specs: Sequence[RunSpec]) -> EarlyStop | None:

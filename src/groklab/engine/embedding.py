@@ -78,9 +78,19 @@ class EmbeddingMonitor:
         self.f_sum = torch.zeros(R, device=device)  # on the device: no sync per step
         self.f_n = torch.zeros(R, dtype=torch.float64)  # batches in f_sum
         # warm-start vectors (E's, W's) of the rate and of the diagnostics, kept apart so that
-        # recording diagnostics never changes a run's rate
-        self.vectors: dict[str, list[torch.Tensor] | None] = {"rate": None, "diag": None}
+        # recording diagnostics never changes a run's rate; ``warm``: a run's vector of that
+        # purpose has been computed once (else its next estimate starts from all ones)
+        d_e = self.d_of(policy.layout, self.e_name)
+        d_w = self.d_of(policy.layout, self.w_name)
+        self.vectors = {p: [torch.ones(R, d_e, device=device), torch.ones(R, d_w, device=device)]
+                        for p in ("rate", "diag")}
+        self.warm = {p: [False] * R for p in ("rate", "diag")}
         self.ratio = self.eta_ratio()  # η_E / η_W now
+
+    @staticmethod
+    def d_of(layout: object, name: str) -> int:
+        """The number of columns of matrix ``name`` (its power-iteration vector's length)."""
+        return int(layout.infos[name].shape[-1])  # type: ignore[attr-defined]
 
     # -- per batch ----------------------------------------------------------------------------
     def observe(self, tokens: torch.Tensor) -> None:
@@ -92,9 +102,10 @@ class EmbeddingMonitor:
         self.f_sum += present.sum(1) / self.vocab
         self.f_n += 1
 
-    def before_update(self, t: int, params: FlatParams) -> None:
-        """Recompute the adaptive runs' embedding rate where ``t`` is a multiple of N."""
-        due = self.adaptive & (t % self.every == 0)
+    def before_update(self, steps: torch.Tensor, params: FlatParams) -> None:
+        """Recompute the adaptive runs' embedding rate where the run's own update count
+        (``steps``, ``[R]``) is a multiple of its N."""
+        due = self.adaptive & (steps % self.every == 0)
         if not bool(due.any()):
             return
         s_e, s_w = self.sigmas(params, "rate")
@@ -109,15 +120,34 @@ class EmbeddingMonitor:
         self.ratio = self.eta_ratio()
 
     # -- measurements -----------------------------------------------------------------------
-    def sigmas(self, params: FlatParams, purpose: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """σ_max(E) and σ_max(W) per run (``[R]`` each), warm-started from the vectors of
-        the same ``purpose`` ("rate" or "diag")."""
+    def sigmas(self, params: FlatParams, purpose: str, rows: Sequence[int] | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """σ_max(E) and σ_max(W) of the runs at ``rows`` (None: all; ``params`` holds those
+        runs only), each warm-started from its own vector of the same ``purpose`` ("rate"
+        or "diag"): ``FIRST_ITERS`` from all ones the first time, then ``WARM_ITERS``."""
         views = params.views
-        old = self.vectors[purpose]
-        iters = FIRST_ITERS if old is None else WARM_ITERS
-        s_e, v_e = sigma_max(views[self.e_name], None if old is None else old[0], iters)
-        s_w, v_w = sigma_max(views[self.w_name], None if old is None else old[1], iters)
-        self.vectors[purpose] = [v_e, v_w]
+        R = len(self.warm[purpose])
+        rows = list(range(R)) if rows is None else list(rows)
+        s_e = torch.empty(len(rows), device=self.updates.device)
+        s_w = torch.empty_like(s_e)
+        vecs = self.vectors[purpose]
+        for warm in (False, True):
+            at = [i for i, r in enumerate(rows) if self.warm[purpose][r] == warm]
+            if not at:
+                continue
+            iters = WARM_ITERS if warm else FIRST_ITERS
+            k = torch.tensor(at, device=self.updates.device)
+            k_rows = torch.tensor([rows[i] for i in at], device=self.updates.device)
+            whole = len(at) == len(rows)
+            e, w = views[self.e_name], views[self.w_name]
+            if not whole:
+                e, w = e.index_select(0, k), w.index_select(0, k)
+            a, va = sigma_max(e, vecs[0][k_rows] if warm else None, iters)
+            b, vb = sigma_max(w, vecs[1][k_rows] if warm else None, iters)
+            s_e[k], s_w[k] = a, b
+            vecs[0][k_rows], vecs[1][k_rows] = va, vb
+            for i in at:
+                self.warm[purpose][rows[i]] = True
         return s_e, s_w
 
     def eta_ratio(self) -> torch.Tensor:
@@ -128,46 +158,35 @@ class EmbeddingMonitor:
     def diagnostics_hook(self, state: CohortView, step: int,
                          metrics: dict[str, torch.Tensor]) -> HookResult:
         """An evaluation hook recording the diagnostics (docs/protocol.md §6.7)."""
-        return HookResult(metrics=self.diagnostics(state.params))
+        return HookResult(metrics=self.diagnostics(state.params, state.index))
 
-    def diagnostics(self, params: FlatParams) -> dict[str, torch.Tensor]:
-        """The named per-run metrics recorded at an evaluation."""
+    def diagnostics(self, params: FlatParams, rows: Sequence[int] | None = None
+                    ) -> dict[str, torch.Tensor]:
+        """The named per-run metrics recorded at an evaluation, for the runs at ``rows``
+        (None: all; ``params`` holds those runs only)."""
         views = params.views
-        s_e, s_w = self.sigmas(params, "diag")
-        counts = self.updates
+        s_e, s_w = self.sigmas(params, "diag", rows)
+        k = None if rows is None else torch.tensor(list(rows), device=self.updates.device)
+        counts = self.updates if k is None else self.updates[k]
+        ratio = self.ratio if k is None else self.ratio[k.cpu()]
         mean = counts.mean(1)
         return {
             "sigma_max_E": s_e, "sigma_max_W": s_w,
             "fro_E": torch.linalg.matrix_norm(views[self.e_name].detach()),
             "fro_W": torch.linalg.matrix_norm(views[self.w_name].detach()),
-            "eta_E_over_eta_W": self.ratio.float(),
+            "eta_E_over_eta_W": ratio.float(),
             "token_updates_cv": counts.std(1) / mean.clamp(min=1e-12),
             "token_updates_min_over_mean": counts.min(1).values / mean.clamp(min=1e-12),
         }
 
-    # -- cohort bookkeeping -----------------------------------------------------------------
-    def select(self, keep: Sequence[int]) -> None:
-        k = torch.tensor(list(keep), dtype=torch.long)
-        keep = k.to(self.updates.device)
-        self.adaptive, self.every, self.c = self.adaptive[k], self.every[k], self.c[k]
-        self.eta_w, self.f_sum, self.ratio = self.eta_w[k], self.f_sum[keep], self.ratio[k]
-        self.f_n, self.updates = self.f_n[k], self.updates[keep]
-        self.vectors = {p: None if v is None else [x[keep] for x in v]
-                        for p, v in self.vectors.items()}
+    # -- per-run state (engine/rows.py) ----------------------------------------------------
+    def rows(self) -> dict:
+        return {"updates": self.updates, "f_sum": self.f_sum, "f_n": self.f_n,
+                "vectors": {p: {"E": v[0], "W": v[1]} for p, v in self.vectors.items()},
+                "warm": self.warm}
 
-    def state_dict(self) -> dict:
-        return {"updates": self.updates.cpu().clone(), "f_sum": self.f_sum.cpu().clone(),
-                "f_n": self.f_n.clone(), "ratio": self.ratio.clone(),
-                "vectors": {p: None if v is None else [x.cpu().clone() for x in v]
-                            for p, v in self.vectors.items()}}
-
-    def load_state_dict(self, sd: dict) -> None:
-        device = self.updates.device
-        self.updates = sd["updates"].to(device)
-        self.f_sum = sd["f_sum"].to(device)
-        self.f_n, self.ratio = sd["f_n"].clone(), sd["ratio"]
-        self.vectors = {p: None if v is None else [x.to(device) for x in v]
-                        for p, v in sd["vectors"].items()}
+    def loaded(self, j: int) -> None:
+        self.ratio = self.eta_ratio()  # the policy's rates came back with the run
 
 
 def embedding_monitor(specs: Sequence[RunSpec], model: CohortModel, policy: RatePolicy,

@@ -55,8 +55,8 @@ def softmax_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.
 
 class CrossEntropy:
     """Per-run cross-entropy: outputs ``[R, ..., C]``, targets ``[R, ...]`` -> ``[R, ...]``,
-    with run r's normaliser ``losses[r]`` (all softmax when None). A cohort component: it
-    follows the runs that leave (``select``) and holds no state of its own."""
+    with run r's normaliser ``losses[r]`` (all softmax when None). It holds no state of its
+    own."""
 
     def __init__(self, losses: Sequence[Loss] | None = None):
         self.stablemax = [loss == "stablemax" for loss in losses or ()]
@@ -80,16 +80,6 @@ class CrossEntropy:
             rows = self.rows(flag, outputs.device)
             out[rows] = fn(outputs[rows], targets[rows])
         return out
-
-    def select(self, keep: Sequence[int]) -> None:
-        self.stablemax = [self.stablemax[i] for i in keep]
-        self._rows = {}
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, sd: dict) -> None:
-        pass
 
 
 class LastTokenClassification:

@@ -37,50 +37,61 @@ def noise_seed(gen: torch.Generator) -> int:
 
 class UniformSampler:
     """Per run: ``batch`` positions drawn uniformly with replacement from its train split of
-    ``n_train[r]`` examples, from the run's own generator, ``SAMPLE_CHUNK`` steps at a time."""
+    ``n_train[r]`` examples, from the run's own generator, ``SAMPLE_CHUNK`` steps at a time.
+
+    Every run keeps its own place in its own chunk (``pos``), so runs that joined a cohort at
+    different steps each draw exactly the stream they draw alone. Its per-run state
+    (``rows()``, engine/rows.py) is each generator's state at the start of the run's current
+    chunk and the place in it; ``loaded(j)`` redraws run ``j``'s chunk from there.
+    """
 
     def __init__(self, gens: Sequence[torch.Generator], n_train: Sequence[int], batch: int,
                  device: torch.device):
         self.gens, self.n = list(gens), list(n_train)
         self.batch, self.device = batch, device
-        self.buf: torch.Tensor | None = None
-        self.pos = SAMPLE_CHUNK
-        self.chunk_start: list[torch.Tensor] = []  # generator states before the current chunk
+        R = len(self.gens)
+        self.buf = torch.empty(R, SAMPLE_CHUNK, batch, dtype=torch.long, device=device)
+        self.start = [g.get_state() for g in self.gens]  # state before the current chunk
+        self.pos = [0] * R  # steps of the current chunk used
+        for j in range(R):
+            self._draw_rows([j])
+        self._ar = torch.arange(R, device=device)
+
+    def rows(self) -> dict:
+        return {"start": self.start, "pos": self.pos}
+
+    def loaded(self, j: int) -> None:
+        self.gens[j].set_state(self.start[j])
+        self._draw_rows([j], keep_start=True)
 
     def next(self) -> torch.Tensor:
         """``[R, B]`` positions into each run's train split."""
-        if self.pos == SAMPLE_CHUNK:
-            self._draw()
-            self.pos = 0
-        self.pos += 1
-        assert self.buf is not None
-        return self.buf[self.pos - 1]
+        spent = [j for j, p in enumerate(self.pos) if p == SAMPLE_CHUNK]
+        if spent:
+            self._draw_rows(spent)
+            for j in spent:
+                self.pos[j] = 0
+        p0 = self.pos[0]
+        if all(p == p0 for p in self.pos):
+            out = self.buf[:, p0]
+        else:
+            at = torch.tensor(self.pos, device=self.device)
+            out = self.buf[self._ar, at]
+        self.pos = [p + 1 for p in self.pos]
+        return out
 
-    def _draw(self) -> None:
-        self.chunk_start = [g.get_state() for g in self.gens]
-        draws = [torch.randint(n, (SAMPLE_CHUNK, self.batch), generator=g)
-                 for g, n in zip(self.gens, self.n, strict=True)]
-        host = torch.stack(draws, 1)
+    def _chunk(self, j: int) -> torch.Tensor:
+        """Run ``j``'s next chunk, ``[SAMPLE_CHUNK, B]``, from its generator."""
+        return torch.randint(self.n[j], (SAMPLE_CHUNK, self.batch), generator=self.gens[j])
+
+    def _draw_rows(self, rows: Sequence[int], keep_start: bool = False) -> None:
+        if not keep_start:
+            for j in rows:
+                self.start[j] = self.gens[j].get_state()
+        host = torch.stack([self._chunk(j) for j in rows])
         if self.device.type == "cuda":  # a copy from pageable memory would sync the stream
             host = host.pin_memory()
-        self.buf = host.to(self.device, non_blocking=True)
-
-    def select(self, keep: Sequence[int]) -> None:
-        """Keep the runs at positions ``keep``."""
-        self.gens = [self.gens[i] for i in keep]
-        self.n = [self.n[i] for i in keep]
-        self.chunk_start = [self.chunk_start[i] for i in keep] if self.chunk_start else []
-        if self.buf is not None:
-            self.buf = self.buf[:, list(keep)]
-
-    def state_dict(self) -> dict:
-        if self.pos == SAMPLE_CHUNK or not self.chunk_start:
-            return {"states": [g.get_state() for g in self.gens], "pos": SAMPLE_CHUNK}
-        return {"states": [s.clone() for s in self.chunk_start], "pos": self.pos}
-
-    def load_state_dict(self, sd: dict) -> None:
-        for g, s in zip(self.gens, sd["states"], strict=True):
-            g.set_state(s)
-        self.pos = int(sd["pos"])
-        if self.pos < SAMPLE_CHUNK:
-            self._draw()  # redraw the current chunk from its start
+        if len(rows) == len(self.gens):
+            self.buf.copy_(host, non_blocking=True)
+        else:
+            self.buf[torch.tensor(list(rows), device=self.device)] = host.to(self.device)

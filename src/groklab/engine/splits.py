@@ -40,35 +40,31 @@ class Splits:
             self.val_idx = val_idx.to(device)
             self.n_split = {"train": [len(t) for t in train], "val": [len(v) for v in val]}
 
-    def select(self, keep: Sequence[int]) -> None:
-        k = torch.tensor(list(keep), dtype=torch.long, device=self.device)
-        self.train_idx = self.train_idx[k]
-        if self.eval_gens is None:
-            self.val_x, self.val_y, self.val_mask = self.val_x[k], self.val_y[k], self.val_mask[k]
-        else:
-            self.val_idx = self.val_idx[k]
-            self.n_split = {n: [v[i] for i in keep] for n, v in self.n_split.items()}
-            self.eval_gens = [self.eval_gens[i] for i in keep]
-
-    def state_dict(self) -> list[torch.Tensor] | None:
-        return None if self.eval_gens is None else [g.get_state() for g in self.eval_gens]
-
-    def load_state_dict(self, sd: list[torch.Tensor] | None) -> None:
-        if self.eval_gens is not None:
-            for g, st in zip(self.eval_gens, sd or [], strict=True):
-                g.set_state(st)
+    def rows(self) -> dict | None:
+        """The per-run state: every run's ``eval`` stream (sampled evaluation only)."""
+        return None if self.eval_gens is None else {"eval": self.eval_gens}
 
 
 class TrainSums:
-    """Per-run sums of the loss and metrics over the batches since the last evaluation."""
+    """Per-run sums of the loss and metrics over the batches since each run's last evaluation
+    (runs of one cohort may be evaluated at different steps: ``reset`` takes the rows)."""
 
     def __init__(self, names: Sequence[str], n_runs: int, device: torch.device):
         self.names, self.device = tuple(names), device
-        self.reset(n_runs)
+        self.sums = {n: torch.zeros(n_runs, device=device) for n in self.names}
+        self.seen = torch.zeros(n_runs, device=device)
 
-    def reset(self, n_runs: int) -> None:
-        self.sums = {n: torch.zeros(n_runs, device=self.device) for n in self.names}
-        self.seen = 0
+    def reset(self, rows: Sequence[int] | None = None) -> None:
+        """Start the sums again for ``rows`` (None: every run)."""
+        if rows is None:
+            for v in self.sums.values():
+                v.zero_()
+            self.seen.zero_()
+            return
+        k = torch.tensor(list(rows), dtype=torch.long, device=self.device)
+        for v in self.sums.values():
+            v[k] = 0.0
+        self.seen[k] = 0.0
 
     def add(self, loss: torch.Tensor, metrics: dict[str, torch.Tensor]) -> None:
         """Add one batch: ``loss`` ``[R]``, metrics ``[R, B]`` (averaged over the batch)."""
@@ -79,16 +75,8 @@ class TrainSums:
 
     def means(self) -> dict[str, torch.Tensor]:
         """``train_<name>``: the mean over the batches seen (a run that saw none: the sum)."""
-        seen = max(self.seen, 1)
+        seen = self.seen.clamp(min=1)
         return {f"train_{n}": v / seen for n, v in self.sums.items()}
 
-    def select(self, keep: Sequence[int]) -> None:
-        k = torch.tensor(list(keep), dtype=torch.long, device=self.device)
-        self.sums = {n: v[k] for n, v in self.sums.items()}
-
-    def state_dict(self) -> dict:
-        return {"sums": {n: v.cpu().clone() for n, v in self.sums.items()}, "seen": self.seen}
-
-    def load_state_dict(self, sd: dict) -> None:
-        self.sums = {n: v.to(self.device) for n, v in sd["sums"].items()}
-        self.seen = int(sd["seen"])
+    def rows(self) -> dict:
+        return {"sums": self.sums, "seen": self.seen}

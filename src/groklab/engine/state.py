@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import torch
@@ -29,6 +29,7 @@ from groklab.engine.host import keep_freed_memory
 from groklab.engine.measures import progress_measures
 from groklab.engine.objective import CrossEntropy, Objective, objective_for
 from groklab.engine.params import FlatParams
+from groklab.engine.rows import Tree, each_row, put, restore, snapshot, take
 from groklab.engine.sampler import noise_seed, run_generators
 from groklab.engine.splits import Splits, TrainSums
 from groklab.engine.tables import cohort_tables
@@ -53,18 +54,14 @@ ExampleFn = Callable[..., tuple[torch.Tensor, dict[str, torch.Tensor]]]
 
 
 class Component(Protocol):
-    """Per-run state a cohort holds beside its parameters (optimiser chain, rate policy,
-    sampler, noise streams, evaluation streams, train-metric sums, monitors). ``CohortState``
-    keeps every one in ``components``: retiring runs, ``state_dict`` and ``load_state_dict``
-    go through all of them, so a new component cannot be forgotten in one of the three."""
+    """Per-run state a cohort holds beside its parameters and optimiser (sampler, noise
+    streams, evaluation streams, train-metric sums, early stop, embedding monitor, rate
+    policy). Its state is one tree with the run axis first (``rows()``, engine/rows.py), so
+    taking a run out, putting one in and checkpointing are written once for all of them;
+    ``CohortState`` keeps every component in ``components``. A component may also define
+    ``loaded(j)``: called after row ``j`` was put or restored (a sampler redraws its chunk)."""
 
-    def select(self, keep: Sequence[int]) -> None:
-        """Keep only the runs at positions ``keep`` (of the runs still training)."""
-        ...
-
-    def state_dict(self) -> Any: ...
-
-    def load_state_dict(self, sd: Any) -> None: ...
+    def rows(self) -> Tree: ...
 
 
 def eval_chunk(n_runs: int, device: torch.device) -> int:
@@ -105,22 +102,54 @@ def check_vocabulary(task: TaskData) -> None:
 @dataclass
 class RunEnd:
     """A run that left the cohort: its final parameters, its final optimiser state when it
-    was asked for (``keep_optimizer``: a child carries it), and whether an external hook
-    stopped it (then it did not train what its id describes: engine/hooks.py)."""
+    was asked for (``keep_optimizer``: a child carries it), whether an external hook
+    stopped it (then it did not train what its id describes: engine/hooks.py), and its own
+    step count when it left."""
 
     params: dict[str, torch.Tensor]
     optimizer: dict[str, torch.Tensor] | None = None
     stopped: bool = False
+    step: int = 0
+
+
+@dataclass
+class RowsView:
+    """What a hook sees when only some runs of a cohort are evaluated (runs that joined at
+    other steps): their specs by row, the rows evaluated (``index``), their own step
+    (``t``) and their parameters (``params``, those rows only)."""
+
+    specs: list[RunSpec]
+    index: list[int]
+    t: int
+    params: FlatParams
+
+
+@dataclass
+class Carried:
+    """One run taken out of a cohort to continue in another (``CohortState.take_run``):
+    its own step, parameters, optimiser state (with its update count) and every
+    component's row."""
+
+    step: int
+    params: dict[str, torch.Tensor]
+    optimizer: dict[str, torch.Tensor]
+    rows: dict[str, Tree] = field(default_factory=dict)
 
 
 class CohortState:
-    """R runs with one cohort key, trained together (see the module docstring)."""
+    """R runs with one cohort key, trained together (see the module docstring).
+
+    Every run counts its own steps: row ``i`` had ``offset[i]`` updates before this
+    state's first (a run carried in from an earlier state, ``carried``), and its own step
+    is ``t + offset[i]``. A run that retires stays in its row, inactive, until the caller
+    compacts (``take_run`` the others into a new state: engine/slots.py decides when)."""
 
     def __init__(self, specs: Sequence[RunSpec], device: str | torch.device = "cpu", *,
                  compile: bool = False, hooks: Sequence[Hook] = (),
                  parents: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
                  parent_optimizers: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
-                 keep_optimizer: Sequence[int] = ()):
+                 keep_optimizer: Sequence[int] = (),
+                 carried: Sequence[Carried | None] | None = None):
         if not specs:
             raise ValueError("a cohort needs at least one run")
         s0 = specs[0]
@@ -131,7 +160,9 @@ class CohortState:
         if device.type == "cpu":
             keep_freed_memory()
         self.specs = list(specs)
-        self.index = list(range(len(specs)))  # position in ``specs`` of each run still here
+        R = len(specs)
+        self.index = list(range(R))  # the rows still training
+        self.offset = [0] * R  # every row's own steps before this state's first update
         self.steps, self.batch, self.eval_every = s0.steps, s0.batch_size, s0.eval_every
 
         gens = [run_generators(s.seed) for s in specs]
@@ -146,8 +177,10 @@ class CohortState:
                            None if self.eval_batches is None else [g["eval"] for g in gens],
                            device)
 
+        carried = list(carried) if carried is not None else [None] * R
         inits = [self.model.init(g["init"]) for g in gens]  # every run draws its init stream
-        inits = [warm_start(s, init, parents) for s, init in zip(specs, inits, strict=True)]
+        inits = [c.params if c is not None else warm_start(s, init, parents)
+                 for s, init, c in zip(specs, inits, carried, strict=True)]
         self.params = FlatParams.stack(inits, device)
         self.layout = ParamLayout.build(self.model.param_info(),
                                         s0.group_rules or self.model.default_groups(),
@@ -156,14 +189,15 @@ class CohortState:
             raise RuntimeError("the model's param_info disagrees with its init")
         self.opt, self.policy = build_optimizer(specs, self.layout, self.params.flat)
         for i, s in enumerate(specs):  # warm starts that carry their parent's optimiser
-            if s.init_from is not None and s.init_optimizer == "carried":
+            if carried[i] is None and s.init_from is not None and \
+                    s.init_optimizer == "carried":
                 if parent_optimizers is None or s.init_from not in parent_optimizers:
                     raise ValueError(f"run {s.run_id} carries the optimiser state of run "
                                      f"{s.init_from}, which was not saved (train parent and "
                                      "child in one invocation: groklab saves it for them)")
                 self.opt.load_run_state(i, dict(parent_optimizers[s.init_from]))
-        self.keep_optimizer = set(keep_optimizer)  # positions whose final state is kept
-        self.ended: dict[int, RunEnd] = {}  # retired since last read: position -> its end
+        self.keep_optimizer = set(keep_optimizer)  # rows whose final state is kept
+        self.ended: dict[int, RunEnd] = {}  # retired since last read: row -> its end
         self.grad = torch.empty_like(self.params.flat)
         self.sampler = build_sampler(specs, [g["batch"] for g in gens], tables.inputs,
                                      tables.train, self.batch, device)
@@ -186,27 +220,41 @@ class CohortState:
         self.loss = CrossEntropy([s.loss for s in specs])  # each run's softmax or StableMax
         self.objective: Objective = objective_for(task.sequence, self.loss)
         self.fn = make_example_fn(self.model, self.objective, device, s0.precision, compile)
-        self.sums = TrainSums(("loss", *self.objective.metric_names), len(specs), device)
-        self.t = 0  # updates done
-        # every per-run component, by its name in ``state_dict``
+        self.sums = TrainSums(("loss", *self.objective.metric_names), R, device)
+        self.t = 0  # updates done by this state
+        # every per-run component, by its name in ``state_dict`` and in a carried run
         self.components: dict[str, Component] = {
-            "opt": self.opt, "policy": self.policy, "sampler": self.sampler, "rng": self.rng,
+            "policy": self.policy, "sampler": self.sampler, "rng": self.rng,
             "sums": self.sums, "eval": self.data}
         if self.embedding is not None:
             self.components["embedding"] = self.embedding
         if self.early_stop is not None:
             self.components["early_stop"] = self.early_stop
-        if any(s.loss != "softmax" for s in specs):
-            self.components["loss"] = self.loss
+        for j, c in enumerate(carried):
+            if c is not None:
+                self._put_run(j, c)
+        self.policy.set_offsets(self.offset)
 
     # -- properties -------------------------------------------------------------------------
     @property
     def n_runs(self) -> int:
+        """Runs still training."""
         return len(self.index)
 
     @property
     def done(self) -> bool:
-        return self.t >= self.steps or not self.index
+        return not self.index or all(self.own_step(i) >= self.steps for i in self.index)
+
+    def own_step(self, row: int) -> int:
+        """Updates the run in ``row`` has had, counted from its own start."""
+        return self.t + self.offset[row]
+
+    def due(self) -> list[int]:
+        """The training rows evaluated after this update: each run every ``eval_every`` of
+        its own steps and at its last."""
+        e = self.eval_every
+        return [i for i in self.index
+                if (s := self.own_step(i)) % e == 0 or s == self.steps]
 
     # -- training ---------------------------------------------------------------------------
     def train_rows(self) -> torch.Tensor:
@@ -218,7 +266,8 @@ class CohortState:
         rows = self.train_rows()
         if self.embedding is not None:
             self.embedding.observe(self.inputs[rows])
-            self.embedding.before_update(self.t, self.params)
+            own = torch.tensor([self.own_step(i) for i in range(len(self.specs))])
+            self.embedding.before_update(own, self.params)
         loss, metrics = self.fn(self.params.views, self.inputs[rows], self.targets[rows],
                                 True, self.rng)
         loss = loss.mean(1)
@@ -245,17 +294,22 @@ class CohortState:
                                              d.val_mask[:, a:b]), d.val_y.shape[1])
 
     @torch.no_grad()
-    def estimate(self) -> dict[str, dict[str, torch.Tensor]]:
+    def estimate(self, rows: Sequence[int] | None = None) -> dict[str, dict[str, torch.Tensor]]:
         """Sampled evaluation (``eval_batches``; nanoGPT's ``estimate_loss``): per split, every
         run's mean loss and metrics over ``eval_batches`` batches of windows drawn uniformly
-        (with replacement) from its own ``eval`` stream, train split first, in eval mode."""
+        (with replacement) from its own ``eval`` stream, train split first, in eval mode.
+        Only the runs at ``rows`` (None: all) draw from their streams; the others' values
+        are those of their first window (unused)."""
         n = self.eval_batches * self.batch
         d = self.data
+        drawn = set(range(len(self.specs)) if rows is None else rows)
         out = {}
-        for split, rows in (("train", d.train_idx), ("val", d.val_idx)):
-            pos = torch.stack([torch.randint(m, (n,), generator=g) for g, m in
-                               zip(d.eval_gens, d.n_split[split], strict=True)])
-            picked = rows.gather(1, pos.to(self.device))
+        for split, idx in (("train", d.train_idx), ("val", d.val_idx)):
+            pos = torch.stack([torch.randint(m, (n,), generator=g) if r in drawn
+                               else torch.zeros(n, dtype=torch.long)
+                               for r, (g, m) in enumerate(zip(d.eval_gens, d.n_split[split],
+                                                              strict=True))])
+            picked = idx.gather(1, pos.to(self.device))
             out[split] = self._mean_over(lambda a, b, p=picked: (
                 self.inputs[p[:, a:b]], self.targets[p[:, a:b]], None), n)
         return out
@@ -263,9 +317,10 @@ class CohortState:
     def _mean_over(self, part: Callable[[int, int], tuple], n: int) -> dict[str, torch.Tensor]:
         """Mean loss and metrics per run over ``n`` examples that ``part(a, b)`` gives in
         slices (inputs, targets and a weight mask, or None for all ones)."""
-        chunk = eval_chunk(self.n_runs, self.device)
+        R = len(self.specs)
+        chunk = eval_chunk(R, self.device)
         total: dict[str, torch.Tensor] = {}
-        count = torch.zeros(self.n_runs, device=self.device)
+        count = torch.zeros(R, device=self.device)
         for i in range(0, n, chunk):
             x, y, w = part(i, i + chunk)
             loss, metrics = self.fn(self.params.views, x, y, False, None)
@@ -276,82 +331,118 @@ class CohortState:
                 total[name] = total[name] + piece if name in total else piece
         return {name: v / count for name, v in total.items()}
 
-    def evaluate(self) -> dict[int, EvalRow]:
-        """Train metrics (mean over the batches since the last evaluation) and validation
-        metrics of every run, plus what the hooks add; runs the hooks ask to retire leave
-        the cohort afterwards (``ended``). Returns ``{position in specs: row}``."""
+    def evaluate(self, rows: Sequence[int] | None = None) -> dict[int, EvalRow]:
+        """Train metrics (mean over the batches since the run's last evaluation) and
+        validation metrics of the runs at ``rows`` (None: every run still training), plus
+        what the hooks add, each at the run's own step; runs the hooks ask to retire leave
+        training afterwards (``ended``). Returns ``{row: EvalRow}``."""
+        rows = list(self.index) if rows is None else list(rows)
+        if not rows:
+            return {}
         if self.eval_batches is None:
             val = self.validate()
             metrics = self.sums.means()
         else:  # both splits sampled in eval mode
-            both = self.estimate()
+            both = self.estimate(rows)
             val = both["val"]
             metrics = {f"train_{n}": v for n, v in both["train"].items()}
         metrics |= {f"val_{n}": v for n, v in val.items()}
-        extra: dict[str, torch.Tensor] = {}
-        retire: dict[bool, set[int]] = {True: set(), False: set()}  # by own hooks or not
-        for own, hook in [(True, h) for h in self.own_hooks] + [(False, h) for h in self.hooks]:
-            result = hook(self, self.t, metrics | extra)
-            if result is not None:
-                extra |= result.metrics
-                retire[own] |= set(result.retire)
         core = torch.stack([metrics[k] for k in ("train_loss", "train_acc", "val_loss",
                                                   "val_acc")], 1).tolist()
-        extras = {k: torch.as_tensor(v, dtype=torch.float64).flatten().tolist()
-                  for k, v in extra.items()}
-        rows = {pos: EvalRow(self.t, *core[i], extra={k: v[i] for k, v in extras.items()
-                                                     if not math.isnan(v[i])})  # NaN: unmeasured
-                for i, pos in enumerate(self.index)}
-        self.sums.reset(self.n_runs)
-        if retire[True] or retire[False]:  # a run its own rule stops is not "stopped"
-            self.retire(sorted(retire[True] | retire[False]),
-                        stopped=retire[False] - retire[True])
-        return rows
+        out: dict[int, EvalRow] = {}
+        retire: dict[int, bool] = {}  # row -> retired by an external hook only
+        groups: dict[int, list[int]] = {}  # the runs at each own step
+        for r in rows:
+            groups.setdefault(self.own_step(r), []).append(r)
+        for step, group in groups.items():
+            view, sub = self._view(group, step, metrics)
+            extra: dict[str, torch.Tensor] = {}
+            for own, hook in [(True, h) for h in self.own_hooks] + [(False, h)
+                                                                    for h in self.hooks]:
+                result = hook(view, step, sub | extra)
+                if result is not None:
+                    extra |= result.metrics
+                    for i in result.retire:
+                        r = group[i]
+                        retire[r] = retire.get(r, True) and not own
+            extras = {k: torch.as_tensor(v, dtype=torch.float64).flatten().tolist()
+                      for k, v in extra.items()}
+            for i, r in enumerate(group):  # NaN: unmeasured
+                out[r] = EvalRow(step, *core[r], extra={k: v[i] for k, v in extras.items()
+                                                         if not math.isnan(v[i])})
+        self.sums.reset(rows)
+        if retire:  # a run its own rule stops is not "stopped"
+            self.retire(sorted(retire), stopped={r for r, ext in retire.items() if ext})
+        return dict(sorted(out.items()))
 
-    # -- runs leaving -----------------------------------------------------------------------
-    def run_end(self, i: int, stopped: bool = False) -> RunEnd:
-        """The end of the run at position ``i`` of the current cohort, as it is now."""
-        pos = self.index[i]
-        opt = self.opt.run_state(i) if pos in self.keep_optimizer else None
-        return RunEnd(self.params.run(i), opt, stopped)
+    def _view(self, group: list[int], step: int, metrics: dict[str, torch.Tensor]
+              ) -> tuple[Any, dict[str, torch.Tensor]]:
+        """What the hooks see of the runs in ``group`` (all at ``step``): the state itself
+        when they are all its rows, else a ``RowsView`` of those rows."""
+        if group == list(range(len(self.specs))):
+            return self, metrics
+        k = torch.tensor(group, device=self.device)
+        return (RowsView(self.specs, group, step, self.params.select(group)),
+                {n: v[k] for n, v in metrics.items()})
 
-    def retire(self, positions: Sequence[int], stopped: set[int] | frozenset[int] = frozenset()
+    # -- runs leaving and moving ------------------------------------------------------------
+    def run_end(self, row: int, stopped: bool = False) -> RunEnd:
+        """The end of the run in ``row``, as it is now."""
+        opt = self.opt.run_state(row) if row in self.keep_optimizer else None
+        return RunEnd(self.params.run(row), opt, stopped, self.own_step(row))
+
+    def retire(self, rows: Sequence[int], stopped: set[int] | frozenset[int] = frozenset()
                ) -> None:
-        """Remove the runs at ``positions`` (of the current cohort; those in ``stopped`` were
-        retired by an external hook) into ``ended``; the rest go on."""
-        gone = set(positions)
-        keep = [i for i in range(self.n_runs) if i not in gone]
-        for i in sorted(gone):
-            self.ended[self.index[i]] = self.run_end(i, stopped=i in stopped)
-        self.index = [self.index[i] for i in keep]
-        self.params = self.params.select(keep)
-        self.opt.params = self.params.flat
-        for component in self.components.values():
-            component.select(keep)
-        self.grad = torch.empty_like(self.params.flat)
+        """End the runs in ``rows`` (those in ``stopped`` were retired by an external hook)
+        into ``ended``; they stay in their rows, inactive, until the cohort is compacted."""
+        gone = set(rows) & set(self.index)
+        for r in sorted(gone):
+            self.ended[r] = self.run_end(r, stopped=r in stopped)
+        self.index = [r for r in self.index if r not in gone]
+
+    @torch.no_grad()
+    def take_run(self, row: int) -> Carried:
+        """The run in ``row`` as data, to continue in another state (``carried``)."""
+        return Carried(self.own_step(row), self.params.run(row), self.opt.run_state(row),
+                       {name: take(c.rows(), row) for name, c in self.components.items()})
+
+    def _put_run(self, j: int, c: Carried) -> None:
+        """Continue a carried run in row ``j`` (at construction, before any update)."""
+        self.offset[j] = c.step
+        self.opt.load_run_state(j, c.optimizer)
+        for name, comp in self.components.items():
+            put(comp.rows(), j, c.rows[name])
+            loaded = getattr(comp, "loaded", None)
+            if loaded is not None:
+                loaded(j)
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
         """Everything needed to continue exactly where this state is (CPU tensors)."""
-        return {"t": self.t, "index": list(self.index),
+        return {"format": 2, "t": self.t, "offset": list(self.offset),
+                "index": list(self.index),
                 "params": self.params.flat.detach().cpu().clone(),
-                **{name: _to(c.state_dict(), "cpu") for name, c in self.components.items()}}
+                "opt": _to(self.opt.state_dict(), "cpu"),
+                **{name: snapshot(c.rows()) for name, c in self.components.items()}}
 
     def load_state_dict(self, sd: dict) -> None:
-        """Restore a ``state_dict`` of a cohort built from the same specs."""
-        if sd["index"] != self.index:
-            missing = [i for i, pos in enumerate(self.index) if pos not in sd["index"]]
-            self.retire(missing)
-            self.ended.clear()  # retired before the save: not this state's to report
-        if sd["index"] != self.index:
+        """Restore a ``state_dict`` of a state built from the same specs in the same rows
+        (``ValueError`` for one of other runs or of an older groklab)."""
+        if sd.get("format") != 2:
+            raise ValueError("saved by an older groklab (a cohort state without per-run "
+                             "steps); it cannot be continued: the runs restart from step 0")
+        if len(sd["offset"]) != len(self.specs):
             raise ValueError("checkpoint runs do not match this cohort's runs")
         self.t = int(sd["t"])
-        if "seen" in sd:  # a checkpoint of groklab <= 0.1.x: train sums stored flat
-            sd = {**sd, "sums": {"sums": sd["sums"], "seen": sd["seen"]}}
+        self.offset = [int(v) for v in sd["offset"]]
+        self.index = [int(v) for v in sd["index"]]
         with torch.no_grad():
             self.params.flat.copy_(sd["params"])
+        self.opt.load_state_dict(sd["opt"])
         for name, c in self.components.items():
-            c.load_state_dict(sd[name])
+            restore(c.rows(), sd[name])
+            each_row(len(self.specs), getattr(c, "loaded", None))
+        self.policy.set_offsets(self.offset)
 
 
 def warm_start(spec: RunSpec, init: dict[str, torch.Tensor],

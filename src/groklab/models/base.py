@@ -44,17 +44,9 @@ class RunRandom:
         keep = self.uniform(*x.shape[1:]) >= p
         return x * keep.to(x.dtype) * (1.0 / (1.0 - p)).to(x.dtype)
 
-    def select(self, keep: Sequence[int]) -> None:
-        self.gens = [self.gens[i] for i in keep]
-        self.p = self.p[torch.tensor(list(keep), dtype=torch.long, device=self.device)]
-        self.any_dropout = bool((self.p > 0).any())
-
-    def state_dict(self) -> list[torch.Tensor]:
-        return [g.get_state() for g in self.gens]
-
-    def load_state_dict(self, states: Sequence[torch.Tensor]) -> None:
-        for g, s in zip(self.gens, states, strict=True):
-            g.set_state(s)
+    def rows(self) -> dict[str, list[torch.Generator]]:
+        """The per-run state: every run's stream."""
+        return {"gens": self.gens}
 
 
 def dropout(x: torch.Tensor, train: bool, rng: RunRandom | None) -> torch.Tensor:

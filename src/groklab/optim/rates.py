@@ -78,6 +78,20 @@ class RatePolicy:
                           if all(s.lr_schedule == "constant" for s in specs) else None)
         self.device = device
         self._cols: torch.Tensor | None = None
+        # [R, 1] updates each run had before this cohort's first (runs that joined a cohort
+        # later than others, or were carried over from another cohort); None: all 0
+        self.offset: torch.Tensor | None = None
+        self._min_offset = 0
+
+    def set_offsets(self, offsets: Sequence[int]) -> None:
+        """Every run's own update count at this cohort's update 0 (warm-up and schedule go
+        by the run's own count)."""
+        if not any(offsets):
+            self.offset, self._min_offset = None, 0
+            return
+        self.offset = torch.tensor(list(offsets), dtype=torch.float32,
+                                   device=self.device).view(-1, 1)
+        self._min_offset = min(offsets)
 
     def set_slot_rates(self, rates: torch.Tensor) -> None:
         """Replace the base rate of every (run, slot): ``[R, S]``."""
@@ -93,8 +107,8 @@ class RatePolicy:
             self._cols = self.layout.columns(values, out)
         return self._cols
 
-    def factor(self, t: int) -> torch.Tensor:
-        """``[R, 1]`` warm-up × schedule for update ``t`` (0-based)."""
+    def factor(self, t: int | torch.Tensor) -> torch.Tensor:
+        """``[R, 1]`` warm-up × schedule for update ``t`` (0-based; or ``[R, 1]``, per run)."""
         w = self.hp["warmup"]
         warm = torch.where(w > 0, (t / w.clamp(min=1)).clamp(max=1.0), 1.0)
         span = (self.total - w).clamp(min=1)
@@ -104,20 +118,15 @@ class RatePolicy:
         return warm * torch.where(self.hp["cosine"] > 0, cos, 1.0)
 
     def __call__(self, t: int) -> torch.Tensor:
-        """``[R, N]`` rates for update ``t`` (0-based; read-only: may be the base itself)."""
-        if self.flat_from is not None and t >= self.flat_from:
+        """``[R, N]`` rates for this cohort's update ``t`` (0-based; every run at its own
+        count ``t + offset``; read-only: may be the base itself)."""
+        if self.flat_from is not None and t + self._min_offset >= self.flat_from:
             return self.base()
-        return self.base() * self.factor(t)
+        return self.base() * self.factor(t if self.offset is None else self.offset + t)
 
-    def select(self, keep: Sequence[int]) -> None:
-        """Keep only the runs at positions ``keep`` (retired runs leave the cohort)."""
-        keep = torch.as_tensor(list(keep), dtype=torch.long, device=self.device)
-        self.slot_rates = self.slot_rates[keep.cpu()]
-        self.hp = {k: v[keep] for k, v in self.hp.items()}
+    def rows(self) -> dict[str, torch.Tensor]:
+        """The per-run state (engine/rows.py): every run's base rate per slot."""
+        return {"slot_rates": self.slot_rates}
+
+    def loaded(self, j: int) -> None:
         self._cols = None
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"slot_rates": self.slot_rates.clone()}
-
-    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        self.set_slot_rates(state["slot_rates"])

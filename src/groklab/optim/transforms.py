@@ -64,12 +64,6 @@ class Transform:
     def update(self, u: torch.Tensor, state: State, ctx: Context) -> torch.Tensor:
         raise NotImplementedError
 
-    def select(self, keep: torch.Tensor, state: State) -> None:
-        """Keep the runs at positions ``keep`` (after others retired) in ``hp`` and ``state``."""
-        self.hp = {k: v[keep] for k, v in self.hp.items()}
-        for k in state:
-            state[k] = state[k][keep]
-
     @property
     def name(self) -> str:
         return type(self).__name__
@@ -124,13 +118,6 @@ class Subset(Transform):
         if row is not None:
             self.inner.load_run_state(row, state, saved, t)
 
-    def select(self, keep: torch.Tensor, state: State) -> None:
-        where = {int(r): i for i, r in enumerate(self.rows.tolist())}
-        kept = [(pos, where[int(r)]) for pos, r in enumerate(keep.tolist()) if int(r) in where]
-        inner_keep = torch.tensor([i for _, i in kept], dtype=torch.long, device=keep.device)
-        self.inner.select(inner_keep, state)
-        self.rows = torch.tensor([pos for pos, _ in kept], dtype=torch.long, device=keep.device)
-
 
 class Columns(Transform):
     """``inner`` applied to the columns ``cols`` only (``[R, len(cols)]``, in that order); the
@@ -154,9 +141,6 @@ class Columns(Transform):
     @property
     def name(self) -> str:
         return self.inner.name
-
-    def select(self, keep: torch.Tensor, state: State) -> None:
-        self.inner.select(keep, state)
 
     def run_state(self, i: int, state: State, t: int) -> State:
         return self.inner.run_state(i, state, t)
@@ -329,14 +313,6 @@ class Chain:
         self.params.add_(u)
         self.t += 1
 
-    def select(self, keep: Sequence[int]) -> None:
-        """Keep the runs at positions ``keep`` (the parameters are re-pointed by the caller)."""
-        keep = torch.as_tensor(list(keep), dtype=torch.long, device=self.params.device)
-        for tr, state in zip(self.transforms, self.states, strict=True):
-            tr.select(keep, state)
-        if self.offset is not None:
-            self.offset = self.offset[keep]
-
     @torch.no_grad()
     def run_state(self, i: int) -> State:
         """Run ``i``'s whole optimiser state: every transform's rows and its update count
@@ -381,5 +357,5 @@ class Chain:
         for state, saved in zip(self.states, sd["states"], strict=True):
             for k, v in saved.items():
                 state[k].copy_(v)
-        if sd.get("offset") is not None:
-            self.offset = sd["offset"].to(self.params.device, self.params.dtype)
+        saved = sd.get("offset")
+        self.offset = None if saved is None else saved.to(self.params.device, self.params.dtype)
