@@ -31,7 +31,7 @@ def test_ctrl_c_from_a_hook_leaves_runs_interrupted_and_says_how_to_resume(tmp_p
     with pytest.raises(KeyboardInterrupt):
         run_specs(specs, tmp_path, device="cpu", progress=False, hooks=[ctrl_c_at(20)])
     err = capsys.readouterr().err
-    assert "interrupted: 2 run(s) of the current cohort are recorded as 'interrupted'" in err
+    assert "interrupted: 2 run(s) in training are recorded as 'interrupted'" in err
     assert "Run the same command again to resume." in err
     with Store(tmp_path, create=False) as store:
         assert [store.status(s.run_id) for s in specs] == ["interrupted"] * 2
@@ -52,24 +52,24 @@ def test_ctrl_c_in_the_command_keeps_the_checkpoint_and_the_next_run_resumes(
         tmp_path, monkeypatch):
     from groklab.engine import runner
 
-    real = runner.train_cohort
+    real = runner.train_slots
 
-    def interrupted(specs, device, *, on_eval, **kw):
-        def stop(step, rows):
-            on_eval(step, rows)
-            if step == 30:
+    def interrupted(queue, slots, device, *, on_eval, **kw):
+        def stop(rows):
+            on_eval(rows)
+            if rows[0][1].step == 30:
                 raise KeyboardInterrupt
 
-        return real(specs, device, on_eval=stop, **kw)
+        return real(queue, slots, device, on_eval=stop, **kw)
 
     out = tmp_path / "out"
-    monkeypatch.setattr(runner, "train_cohort", interrupted)
+    monkeypatch.setattr(runner, "train_slots", interrupted)
     proc = groklab(*RUN, "--checkpoint-every", "20", "--out", str(out), check=False)
     assert proc.returncode == 130
     assert (f"the cohort's last checkpoint is kept in {out / 'checkpoints'}" in proc.stderr
             and "resume" in proc.stderr.splitlines()[-1])
     assert [r["status"] for r in results_json(out)] == ["interrupted"] * 2
-    monkeypatch.setattr(runner, "train_cohort", real)
+    monkeypatch.setattr(runner, "train_slots", real)
     again = groklab(*RUN, "--checkpoint-every", "20", "--out", str(out))
     assert "resuming 2 run(s) from step 20" in again.stderr
     assert "2 run(s) trained here" in again.stderr

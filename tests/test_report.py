@@ -47,22 +47,22 @@ def study_file(tmp_path):
 
 def interrupt_second_cohort(monkeypatch):
     """Let the first cohort finish; stop the second after three evaluations (a Ctrl-C)."""
-    real = runner.train_cohort
+    real = runner.train_slots
     calls = []
 
-    def flaky(specs, device, *, on_eval, **kw):
-        calls.append(len(specs))
+    def flaky(queue, slots, device, *, on_eval, **kw):
+        calls.append(len(queue.pending()))
         if len(calls) == 1:
-            return real(specs, device, on_eval=on_eval, **kw)
+            return real(queue, slots, device, on_eval=on_eval, **kw)
 
-        def stop(step, rows):
-            on_eval(step, rows)
-            if step == 30:
+        def stop(rows):
+            on_eval(rows)
+            if rows[0][1].step == 30:
                 raise KeyboardInterrupt
 
-        return real(specs, device, on_eval=stop, **kw)
+        return real(queue, slots, device, on_eval=stop, **kw)
 
-    monkeypatch.setattr(runner, "train_cohort", flaky)
+    monkeypatch.setattr(runner, "train_slots", flaky)
     return calls
 
 

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from groklab.records import EvalRow
+from groklab.spec import RunSpec
 
 CHECKPOINT_DIR = "checkpoints"
 MAGIC = b"groklab-checkpoint 1\n"
@@ -47,6 +48,13 @@ def checkpoint_path(root: str | Path, run_ids: Sequence[str]) -> Path:
     """Where the checkpoint of the cohort of ``run_ids`` (in this order) lives."""
     key = hashlib.sha256(",".join(run_ids).encode()).hexdigest()[:16]
     return Path(root) / CHECKPOINT_DIR / f"{key}.ckpt"
+
+
+def cohort_checkpoint_path(root: str | Path, spec: RunSpec) -> Path:
+    """Where the checkpoint of the slots of ``spec``'s cohort key lives (one per key: the
+    runs in its slots change as runs end and others join)."""
+    key = hashlib.sha256(repr(spec.cohort_key()).encode()).hexdigest()[:16]
+    return Path(root) / CHECKPOINT_DIR / f"cohort-{key}.ckpt"
 
 
 def encode_curves(curves: Sequence[Sequence[EvalRow]]) -> list[list[list[Any]]]:

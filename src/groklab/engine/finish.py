@@ -43,6 +43,19 @@ class Finisher:
         if is_language_model(spec):  # sampled once it is finished
             self.kept[spec.run_id] = {k: v.detach().clone() for k, v in end.params.items()}
 
+    def end_run(self, spec: RunSpec, end: RunEnd, rows: Sequence[EvalRow],
+                curve: Sequence[EvalRow], wall_s: float) -> bool:
+        """Finish one run the moment it ends: its weights, then its ``rows`` not yet in the
+        store, final metrics and status (``stopped`` for an external hook's retirement) in
+        one transaction, with its own ``wall_s``; then its outputs. Returns whether the
+        store took it (this instance still owned it)."""
+        if spec not in self.cohort:
+            self.cohort.append(spec)
+        self.run_done(self.cohort.index(spec), end)
+        rid = spec.run_id
+        done = self.finish({rid: list(rows)}, {rid: list(curve)}, wall_s)
+        return bool(done) or rid in self.stopped
+
     def finish(self, rows: Mapping[str, Sequence[EvalRow]],
                curves: Mapping[str, Sequence[EvalRow]], wall_s: float) -> list[str]:
         """Write ``rows`` (those not yet in the store), mark every ended run finished with

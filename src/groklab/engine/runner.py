@@ -15,14 +15,16 @@ from groklab.engine.checkpoint import (
     EVERY_SECONDS,
     EVERY_STEPS,
     Checkpointer,
-    checkpoint_path,
+    cohort_checkpoint_path,
     decode_curves,
 )
-from groklab.engine.cohort import train_cohort
 from groklab.engine.executor import Executor
 from groklab.engine.finish import Finisher
 from groklab.engine.hooks import Hook
 from groklab.engine.parents import load_parents
+from groklab.engine.preflight import preflight
+from groklab.engine.slots import ListQueue, train_slots
+from groklab.engine.state import RunEnd
 from groklab.progress import bar as progress_bar
 from groklab.records import EvalRow
 from groklab.spec import RunSpec
@@ -86,6 +88,7 @@ def run_specs(
     checkpoint_seconds: float | None = EVERY_SECONDS,
     executor: Executor | None = None,
     store: Store | None = None,
+    slots: int | None = None,
 ) -> dict[str, int]:
     """Train every spec not already finished in ``out``'s store. Returns run counts, each
     about what this call did (``format.run_counts`` words them): ``total`` unique runs;
@@ -107,16 +110,19 @@ def run_specs(
     comes first (None: never), and at Ctrl-C; an interrupted cohort resumes from its
     checkpoint, which is removed once its runs are finished (engine/checkpoint.py).
     ``executor`` trains each generation's cohorts elsewhere (engine/executor.py; e.g. Ray
-    tasks); None: one by one in this process. ``store``: the open store of ``out`` to use
-    (default: open one for this call).
+    tasks); None: in this process, the runs of each cohort key as a queue over ``slots``
+    slots (engine/slots.py; default: all of them at once, bounded by ``max_cohort``): a run
+    is finished in the store the moment it ends and the next queued run takes its slot.
+    ``store``: the open store of ``out`` to use (default: open one for this call).
     """
+    preflight(specs, out, device, store)  # every check before a store is opened
     if store is None:
         with Store(out) as own:
             return run_specs(specs, out, device=device, max_cohort=max_cohort,
                              progress=progress, overall=overall, compile=compile, hooks=hooks,
                              checkpoint_every=checkpoint_every,
                              checkpoint_seconds=checkpoint_seconds, executor=executor,
-                             store=own)
+                             store=own, slots=slots)
     device = device or default_device()
     root = store.root
     checkpoint_every, checkpoint_seconds = checkpoint_every or None, checkpoint_seconds or None
@@ -135,9 +141,9 @@ def run_specs(
             for c in todo]
         waiting += sum(len(c) for c in todo) - sum(len(c) for c in ready)
         todo = [c for c in ready if c]
-        if max_cohort:
-            todo = [c[i : i + max_cohort] for c in todo for i in range(0, len(c), max_cohort)]
         if executor is not None:  # it claims, trains and records the cohorts itself
+            if max_cohort:
+                todo = [c[i: i + max_cohort] for c in todo for i in range(0, len(c), max_cohort)]
             n = executor.train(store, todo, device, compile=compile, hooks=hooks,
                                on_done=lambda n, base=done: _advance(bar, base + n),
                                keep_optimizer=keep_optimizer)
@@ -147,26 +153,17 @@ def run_specs(
             _advance(bar, done)
             continue
         for i, planned in enumerate(todo, 1):
-            cohort = store.begin(planned, device)  # runs another live process trains: its own
-            elsewhere += len(planned) - len(cohort)
-            if not cohort:
-                continue
-            desc = f"[{i}/{len(todo)}] {cohort[0].task} ×{len(cohort)}"
+            desc = f"[{i}/{len(todo)}] {planned[0].task} ×{len(planned)}"
             bar.set_description_str(f"runs, cohort {desc}")
-            checkpointer = Checkpointer(checkpoint_path(root, [s.run_id for s in cohort]),
-                                        checkpoint_every, checkpoint_seconds)
-            checkpointing = checkpoint_every is not None or checkpoint_seconds is not None
-            try:
-                stopped += _train_claimed(store, cohort, device, bar, done, desc,
-                                          checkpointer if checkpointing else None,
-                                          keep_optimizer, progress=progress, compile=compile,
-                                          hooks=hooks)
-            except KeyboardInterrupt:
-                bar.close()
-                _interrupted(store, cohort, checkpointer if checkpointing else None, trained)
-                raise
-            trained += len(cohort)
-            done += len(cohort)
+            known = [s for s in level if s.cohort_key() == planned[0].cohort_key()]
+            got = _train_queue(store, planned, known, device, bar, done, desc,
+                               checkpoint_every, checkpoint_seconds, keep_optimizer,
+                               slots=min(x for x in (slots, max_cohort, len(planned)) if x),
+                               progress=progress, compile=compile, hooks=hooks)
+            trained += got["trained"]
+            stopped += got["stopped"]
+            elsewhere += got["elsewhere"]
+            done += got["trained"]
             _advance(bar, done)
     bar.close()
     if waiting:
@@ -177,67 +174,136 @@ def run_specs(
             "elsewhere": elsewhere, "stopped": stopped}
 
 
-def _interrupted(store: Store, cohort: list[RunSpec], checkpointer: Checkpointer | None,
-                 trained: int) -> None:
-    """Ctrl-C during ``cohort``: give its runs back as 'interrupted' and say what is kept
-    and how to go on."""
-    store.release([s.run_id for s in cohort])
-    kept = ("the cohort's last checkpoint is kept in " + str(checkpointer.path.parent)
-            if checkpointer is not None and checkpointer.path.exists()
-            else "no checkpoint was written: they restart from step 0")
-    before = f"; {trained} run(s) finished before it" if trained else ""
-    print(f"groklab: interrupted: {len(cohort)} run(s) of the current cohort are recorded as "
-          f"'interrupted' ({kept}){before}. Run the same command again to resume.",
-          file=sys.stderr)
+class StoreQueue(ListQueue):
+    """The runs of one cohort key, each claimed in the store as it takes a slot (runs another
+    live process holds are left to it and counted in ``elsewhere``). Runs in ``replay``
+    ended after the checkpoint a resumed cohort continues from: they take their slot again,
+    unclaimed and unrecorded, so every other run continues exactly as it would have."""
+
+    def __init__(self, store: Store, specs: Sequence[RunSpec], device: str):
+        super().__init__(specs)
+        self.store, self.device = store, device
+        self.replay: set[str] = set()
+        self.claimed: list[str] = []
+        self.started: dict[str, float] = {}
+        self.elsewhere = 0
+
+    def take(self, n: int) -> list[RunSpec]:
+        out: list[RunSpec] = []
+        while self.specs and len(out) < n:
+            s = self.specs.pop(0)
+            if s.run_id not in self.replay and not self.store.begin([s], self.device):
+                self.elsewhere += 1
+                continue
+            if s.run_id not in self.replay:
+                self.claimed.append(s.run_id)
+            self.started[s.run_id] = time.perf_counter()
+            out.append(s)
+        return out
 
 
-def _train_claimed(store: Store, cohort: list[RunSpec], device: str, bar: Any, base: float,
-                   desc: str, checkpointer: Checkpointer | None, keep: set[str],
-                   **train: Any) -> int:
-    """Train one claimed cohort into ``store``: resume it from its checkpoint if it has a
-    good one, flush live rows now and then, finish it (engine/finish.py: weights, and the
-    final optimiser state of runs in ``keep``, parents whose children carry it; then the
-    runs marked finished) and drop the checkpoint. Returns how many runs an external hook
-    stopped early."""
-    ids = [s.run_id for s in cohort]
-    resume = checkpointer.load(ids) if checkpointer is not None else None
+def _train_queue(store: Store, todo: list[RunSpec], known: list[RunSpec], device: str,
+                 bar: Any, base: float, desc: str, every: int | None, seconds: float | None,
+                 keep: set[str], *, slots: int, progress: bool, compile: bool,
+                 hooks: Sequence[Hook]) -> dict[str, int]:
+    """Train the runs ``todo`` (one cohort key; ``known``: every run of that key this call
+    names, finished or not) in ``slots`` slots into ``store``. Each run is claimed as it
+    takes a slot and finished the moment it ends: its weights, then its remaining rows,
+    final metrics and status in one transaction, with its own wall time
+    (engine/finish.py). The cohort checkpoints (engine/checkpoint.py) and resumes from its
+    checkpoint; at Ctrl-C its claimed runs are released as 'interrupted'."""
+    by_id = {s.run_id: s for s in known}
+    queue = StoreQueue(store, todo, device)
+    checkpointer = Checkpointer(cohort_checkpoint_path(store.root, todo[0]), every, seconds)
+    checkpointing = every is not None or seconds is not None
+    resume = checkpointer.load(lambda saved: _resumable(saved, by_id, store)) \
+        if checkpointing else None
     if resume is not None:
-        print(f"groklab: resuming {len(ids)} run(s) from step {resume['state']['t']} "
-              f"({checkpointer.path})", file=sys.stderr)
-    restored = decode_curves(resume["curves"]) if resume else [[] for _ in ids]
-    pending: dict[str, list[EvalRow]] = dict(zip(ids, restored, strict=True))
-    evals = 0
-    flushed = time.monotonic()
+        rows = list(resume["run_ids"])
+        finished = {rid for rid in [*rows, *resume.get("queue", [])]
+                    if store.status(rid) == "finished"}
+        queue.replay = finished
+        queue.specs += [by_id[rid] for rid in resume.get("queue", [])
+                        if rid in finished and rid in by_id]
+        claim = [by_id[rid] for rid in rows if rid not in finished]
+        got = store.begin(claim, device)
+        queue.claimed += [s.run_id for s in got]
+        now = time.perf_counter()
+        queue.started |= {rid: now for rid in rows}
+        st = resume["state"]
+        at = sorted({int(st["t"]) + int(o) for o in st["offset"]})
+        where = f"step {at[0]}" if len(at) == 1 else f"steps {at[0]}–{at[-1]}"
+        print(f"groklab: resuming {len(rows)} run(s) from {where} ({checkpointer.path})",
+              file=sys.stderr)
+    finisher = Finisher(store, known, device)
+    pending: dict[str, list[EvalRow]] = {}
+    progress_of: dict[str, float] = {}
+    ended = {"trained": 0, "stopped": 0}
+    flushed = [time.monotonic(), 0]
+    if resume is not None:  # the rows of the curves so far that the store does not hold
+        for rid, curve in zip(resume["run_ids"], decode_curves(resume["curves"]),
+                              strict=True):
+            if rid not in queue.replay:
+                pending[rid] = list(curve)
 
-    def on_eval(step: int, rows: list[EvalRow | None]) -> None:
-        nonlocal evals, flushed
-        for rid, row in zip(ids, rows, strict=True):
-            if row is not None:
-                pending[rid].append(row)
-        evals += 1
-        _advance(bar, base + len(ids) * step / cohort[0].steps)
-        if evals % FLUSH_EVERY == 0 or time.monotonic() - flushed > FLUSH_SECONDS:
-            flushed = time.monotonic()
-            store.append(pending)
+    def on_eval(rows: list[tuple[RunSpec, EvalRow]]) -> None:
+        for spec, row in rows:
+            if spec.run_id not in queue.replay:
+                pending.setdefault(spec.run_id, []).append(row)
+            progress_of[spec.run_id] = row.step / spec.steps
+        _advance(bar, base + sum(progress_of.values()))
+        flushed[1] += 1
+        if flushed[1] % FLUSH_EVERY == 0 or time.monotonic() - flushed[0] > FLUSH_SECONDS:
+            flushed[0] = time.monotonic()
+            store.append({rid: rows for rid, rows in pending.items()})
             for v in pending.values():
                 v.clear()
 
-    finisher = Finisher(store, cohort, device)
-    parents, parent_optimizers = load_parents(store.root, cohort)
-    t0 = time.perf_counter()
-    curves = train_cohort(cohort, device, on_eval=on_eval, desc=desc, parents=parents,
-                          checkpoint=checkpointer, resume=resume, on_run_done=finisher.run_done,
-                          parent_optimizers=parent_optimizers,
-                          keep_optimizer=[i for i, rid in enumerate(ids) if rid in keep],
-                          **train)
-    finisher.finish(pending, dict(zip(ids, curves, strict=True)), time.perf_counter() - t0)
+    def on_run_done(spec: RunSpec, end: RunEnd, curve: list[EvalRow]) -> None:
+        rid = spec.run_id
+        progress_of[rid] = 1.0
+        if rid in queue.replay:
+            return
+        wall = time.perf_counter() - queue.started.get(rid, time.perf_counter())
+        finisher.end_run(spec, end, pending.pop(rid, []), curve, wall)
+        ended["trained"] += 1
+        ended["stopped"] += end.stopped
+
+    parents = lambda specs: load_parents(store.root, specs)  # noqa: E731
+    try:
+        train_slots(queue, slots, device, on_eval=on_eval, on_run_done=on_run_done,
+                    parents_for=parents, keep_optimizer=sorted(keep), progress=progress,
+                    desc=desc, compile=compile, hooks=hooks,
+                    checkpoint=checkpointer if checkpointing else None, resume=resume,
+                    known=by_id, total_runs=len(todo))
+    except KeyboardInterrupt:
+        bar.close()
+        left = [rid for rid in queue.claimed if store.status(rid) == "running"]
+        store.release(left)
+        kept = ("the cohort's last checkpoint is kept in " + str(checkpointer.path.parent)
+                if checkpointing and checkpointer.path.exists()
+                else "no checkpoint was written: they restart from step 0")
+        print(f"groklab: interrupted: {len(left)} run(s) in training are recorded as "
+              f"'interrupted' ({kept}); {ended['trained']} run(s) of this cohort finished "
+              "before it. Run the same command again to resume.", file=sys.stderr)
+        raise
     if finisher.stopped:
         print(f"groklab: {len(finisher.stopped)} run(s) stopped early by a hook outside their "
               "settings: recorded as 'stopped', not finished (set stop_val_acc / "
               "stop_patience to make early stop part of a run)", file=sys.stderr)
-    if checkpointer is not None:
+    if checkpointing:
         checkpointer.drop()
-    return len(finisher.stopped)
+    return ended | {"elsewhere": queue.elsewhere}
+
+
+def _resumable(saved: dict, known: dict[str, RunSpec], store: Store) -> None:
+    """Accept a cohort checkpoint only if this call names all its runs and no other live
+    process holds the unfinished ones (``ValueError`` saying why not)."""
+    rows = list(saved["run_ids"])
+    if any(rid not in known for rid in rows):
+        raise ValueError("it holds runs this command does not train")
+    if any(store.held_elsewhere(rid) for rid in rows):
+        raise ValueError("another live process trains its runs")
 
 
 def _overall_bar(n_runs: int, *, enabled: bool) -> Any:
