@@ -220,8 +220,9 @@ def _train_queue(store: Store, todo: list[RunSpec], known: list[RunSpec], device
         if checkpointing else None
     if resume is not None:
         rows = list(resume["run_ids"])
+        active = {rows[i] for i in resume["state"]["index"]}  # the others had ended
         finished = {rid for rid in [*rows, *resume.get("queue", [])]
-                    if store.status(rid) == "finished"}
+                    if rid not in active or store.status(rid) == "finished"}
         queue.replay = finished
         queue.specs += [by_id[rid] for rid in resume.get("queue", [])
                         if rid in finished and rid in by_id]
