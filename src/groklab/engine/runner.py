@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -89,6 +89,7 @@ def run_specs(
     executor: Executor | None = None,
     store: Store | None = None,
     slots: int | None = None,
+    feed: Feed | None = None,
 ) -> dict[str, int]:
     """Train every spec not already finished in ``out``'s store. Returns run counts, each
     about what this call did (``format.run_counts`` words them): ``total`` unique runs;
@@ -113,7 +114,9 @@ def run_specs(
     tasks); None: in this process, the runs of each cohort key as a queue over ``slots``
     slots (engine/slots.py; default: all of them at once, bounded by ``max_cohort``): a run
     is finished in the store the moment it ends and the next queued run takes its slot.
-    ``store``: the open store of ``out`` to use (default: open one for this call).
+    ``store``: the open store of ``out`` to use (default: open one for this call). ``feed``
+    (in process only): where a cohort's queue asks for more runs as its slots free
+    (``groklab tune``), told each run's end.
     """
     preflight(specs, out, device, store)  # every check before a store is opened
     if store is None:
@@ -122,7 +125,7 @@ def run_specs(
                              progress=progress, overall=overall, compile=compile, hooks=hooks,
                              checkpoint_every=checkpoint_every,
                              checkpoint_seconds=checkpoint_seconds, executor=executor,
-                             store=own, slots=slots)
+                             store=own, slots=slots, feed=feed)
     device = device or default_device()
     root = store.root
     checkpoint_every, checkpoint_seconds = checkpoint_every or None, checkpoint_seconds or None
@@ -159,7 +162,7 @@ def run_specs(
             got = _train_queue(store, planned, known, device, bar, done, desc,
                                checkpoint_every, checkpoint_seconds, keep_optimizer,
                                slots=min(x for x in (slots, max_cohort, len(planned)) if x),
-                               progress=progress, compile=compile, hooks=hooks)
+                               progress=progress, compile=compile, hooks=hooks, feed=feed)
             trained += got["trained"]
             stopped += got["stopped"]
             elsewhere += got["elsewhere"]
@@ -174,23 +177,47 @@ def run_specs(
             "elsewhere": elsewhere, "stopped": stopped}
 
 
+class Feed(Protocol):
+    """More runs on demand (a search that asks as slots free): ``ask(n, key)`` gives up to
+    about ``n`` new runs of cohort key ``key`` (it may keep runs of other keys for a later
+    call of ``run_specs``); ``more()`` says whether it may give any; ``ended(run_id)`` is
+    told each run's end once the store holds it."""
+
+    def ask(self, n: int, key: tuple) -> list[RunSpec]: ...
+
+    def more(self) -> bool: ...
+
+    def ended(self, run_id: str) -> None: ...
+
+
 class StoreQueue(ListQueue):
     """The runs of one cohort key, each claimed in the store as it takes a slot (runs another
     live process holds are left to it and counted in ``elsewhere``). Runs in ``replay``
     ended after the checkpoint a resumed cohort continues from: they take their slot again,
     unclaimed and unrecorded, so every other run continues exactly as it would have."""
 
-    def __init__(self, store: Store, specs: Sequence[RunSpec], device: str):
+    def __init__(self, store: Store, specs: Sequence[RunSpec], device: str,
+                 feed: Feed | None = None):
         super().__init__(specs)
-        self.store, self.device = store, device
+        self.store, self.device, self.feed = store, device, feed
+        self.key = specs[0].cohort_key()
         self.replay: set[str] = set()
         self.claimed: list[str] = []
         self.started: dict[str, float] = {}
         self.elsewhere = 0
 
+    def more(self) -> bool:
+        return bool(self.specs) or (self.feed is not None and self.feed.more())
+
     def take(self, n: int) -> list[RunSpec]:
         out: list[RunSpec] = []
-        while self.specs and len(out) < n:
+        while len(out) < n and (self.specs or (self.feed is not None and self.feed.more())):
+            if not self.specs:
+                asked = self.feed.ask(n - len(out), self.key) if self.feed else []
+                if not asked:
+                    break
+                self.specs += asked
+                continue
             s = self.specs.pop(0)
             if s.run_id not in self.replay and not self.store.begin([s], self.device):
                 self.elsewhere += 1
@@ -205,7 +232,7 @@ class StoreQueue(ListQueue):
 def _train_queue(store: Store, todo: list[RunSpec], known: list[RunSpec], device: str,
                  bar: Any, base: float, desc: str, every: int | None, seconds: float | None,
                  keep: set[str], *, slots: int, progress: bool, compile: bool,
-                 hooks: Sequence[Hook]) -> dict[str, int]:
+                 hooks: Sequence[Hook], feed: Feed | None = None) -> dict[str, int]:
     """Train the runs ``todo`` (one cohort key; ``known``: every run of that key this call
     names, finished or not) in ``slots`` slots into ``store``. Each run is claimed as it
     takes a slot and finished the moment it ends: its weights, then its remaining rows,
@@ -213,7 +240,7 @@ def _train_queue(store: Store, todo: list[RunSpec], known: list[RunSpec], device
     (engine/finish.py). The cohort checkpoints (engine/checkpoint.py) and resumes from its
     checkpoint; at Ctrl-C its claimed runs are released as 'interrupted'."""
     by_id = {s.run_id: s for s in known}
-    queue = StoreQueue(store, todo, device)
+    queue = StoreQueue(store, todo, device, feed)
     checkpointer = Checkpointer(cohort_checkpoint_path(store.root, todo[0]), every, seconds)
     checkpointing = every is not None or seconds is not None
     resume = checkpointer.load(lambda saved: _resumable(saved, by_id, store)) \
@@ -269,6 +296,8 @@ def _train_queue(store: Store, todo: list[RunSpec], known: list[RunSpec], device
         finisher.end_run(spec, end, pending.pop(rid, []), curve, wall)
         ended["trained"] += 1
         ended["stopped"] += end.stopped
+        if feed is not None:
+            feed.ended(rid)
 
     parents = lambda specs: load_parents(store.root, specs)  # noqa: E731
     try:

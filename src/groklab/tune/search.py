@@ -1,12 +1,14 @@
-"""The search loop: Optuna's ask/tell over batches of trials, each batch trained as one cohort.
+"""The search loop: Optuna's ask/tell, a new trial asked each time a slot frees.
 
 An Optuna study (in an RDB: by default ``sqlite:///OUT/optuna.sqlite3``, or any URL Optuna
 takes, e.g. a PostgreSQL server several machines share) holds the trials; the groklab store
 in OUT holds their runs, recorded as a groklab study of the same name so ``groklab report``
-shows the search. A trial is ``--seeds`` runs of one point of the space. Each round asks
-``batch`` trials, trains all their runs with ``run_specs`` (runs that share a cohort key, as
-rate-only spaces do, train as ONE cohort), then tells Optuna every trial's value read back
-from the store.
+shows the search. A trial is ``--seeds`` runs of one point of the space. A round asks ``batch``
+trials and trains their runs with ``run_specs`` (runs that share a cohort key, as rate-only
+spaces do, train as ONE cohort over slots: engine/slots.py); in process, as each run ends
+the trial's value is told from the store once all its runs are finished, and a new trial
+is asked for the freed slot (``TrialFeed``) until the study holds ``trials``. An executor
+(Ray) trains whole rounds instead.
 
 Resuming. Every trial records its run ids and its owner (``host:pid:token``). A trial left
 running by a process that is gone (same host, dead pid, or an earlier invocation in this
@@ -93,27 +95,79 @@ def tune(out: str | Path, space: Space, *, trials: int, batch: int = 8, seeds: i
     with Store(out) as store:  # one store for the whole invocation
         pending = [(t, specs_of(t)) for t in me.orphans(study)]
         pending = _tell_finished(study, store, pending, metric, result)
+        feed = None if executor is not None else TrialFeed(
+            study, me, distributions, specs_of, trials, store, metric, result)
+        members = lambda: store.record_study(  # noqa: E731
+            name, definition, environment(device), _members(study, me))
         while True:
             room = trials - _counted(study, me)
             new = [study.ask(distributions) for _ in range(max(0, min(batch, room)))]
             for t in new:
                 me.claim(t)
             pending += [(t, specs_of(t)) for t in new]
+            if feed is not None:  # trials it asked for another cohort key, not yet trained
+                pending += feed.take_deferred()
+                feed.inflight = list(pending)
             if not pending:
                 break
-            store.record_study(name, definition, environment(device), _members(study, me))
+            members()
             t0 = time.perf_counter()
             counts = run_specs([s for _, specs in pending for s in specs], out, device=device,
-                               progress=progress, hooks=hooks, executor=executor, store=store)
+                               progress=progress, hooks=hooks, executor=executor, store=store,
+                               feed=feed)
             result.trained += counts["trained"]
             store.add_study_time(name, time.perf_counter() - t0)
+            if feed is not None:
+                pending = feed.inflight
             left = _tell_finished(study, store, pending, metric, result)
             if left and not new:
                 break  # runs another live process trains: leave them to it
             pending = left
-        store.record_study(name, definition, environment(device), _members(study, me))
+        members()
     _summarise(study, result)
     return result
+
+
+class TrialFeed:
+    """Asks Optuna for a new trial each time a slot frees (``run_specs(feed=...)``) and tells
+    it each trial's value the moment its runs are finished: the search never waits for its
+    slowest trial. TPE runs with ``constant_liar`` (Optuna's way to sample while trials are
+    in flight). A trial whose runs have another cohort key than the cohort asking waits for
+    the next round (``take_deferred``)."""
+
+    def __init__(self, study: Any, me: Owner, distributions: dict[str, Any],
+                 specs_of: Any, trials: int, store: Store, metric: str, result: TuneResult):
+        self.study, self.me, self.distributions = study, me, distributions
+        self.specs_of, self.trials, self.store = specs_of, trials, store
+        self.metric, self.result = metric, result
+        self.inflight: list[tuple[Any, list[RunSpec]]] = []
+        self.deferred: list[tuple[Any, list[RunSpec]]] = []
+
+    def more(self) -> bool:
+        return self.trials - _counted(self.study, self.me) > 0
+
+    def ask(self, n: int, key: tuple) -> list[RunSpec]:
+        out: list[RunSpec] = []
+        while len(out) < n and self.more():
+            trial = self.study.ask(self.distributions)
+            self.me.claim(trial)
+            specs = self.specs_of(trial)
+            if specs[0].cohort_key() != key:
+                self.deferred.append((trial, specs))
+                continue
+            trial.set_user_attr("run_ids", [s.run_id for s in specs])
+            self.inflight.append((trial, specs))
+            out += specs
+        return out
+
+    def ended(self, run_id: str) -> None:
+        if any(run_id in {s.run_id for s in specs} for _, specs in self.inflight):
+            self.inflight = _tell_finished(self.study, self.store, self.inflight,
+                                           self.metric, self.result)
+
+    def take_deferred(self) -> list[tuple[Any, list[RunSpec]]]:
+        out, self.deferred = self.deferred, []
+        return out
 
 
 class Owner:
