@@ -188,6 +188,7 @@ def train_slots(
             # -- one update ------------------------------------------------------------------
             state.step()
             clock += 1
+            stepped = state.n_runs  # run-steps this update (before anyone retires)
             due = state.due()
             if due:
                 evaluated = state.evaluate(due)
@@ -205,7 +206,7 @@ def train_slots(
                     if on_run_done is not None:
                         on_run_done(spec, end, curves[spec.run_id])
                 state.ended.clear()
-            bar.update(state.n_runs)
+            bar.update(stepped)
             if checkpoint is not None and (interrupt.requested or checkpoint.due(clock)) \
                     and (state.index or queue.more()):
                 rows = {s.run_id for s in state.specs}
