@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from groklab.engine import HookResult, run_specs
+from groklab.engine import run_specs
 from groklab.spec import RunSpec
 from groklab.store import Store
 from groklab.store.weights import has_weights
