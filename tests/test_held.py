@@ -11,7 +11,6 @@ from groklab.engine import train_cohort
 from groklab.records import EvalRow, final_metrics, held_step
 from groklab.spec import RunSpec
 from groklab.store import STORE_NAME, Store
-from groklab.store.migrations import MIGRATIONS
 
 
 def curve(accs: list[float], every: int = 10) -> list[EvalRow]:
@@ -60,9 +59,11 @@ def test_the_migration_back_fills_held_from_stored_curves(tmp_path: Path):
         store.append({specs[-1].run_id: curve([0.1, 1.0])})  # still running
         store.finish(curves, curves, 1.0)
     db = sqlite3.connect(tmp_path / STORE_NAME)
-    with db:  # back to version 3: the column did not exist
+    with db:  # back to version 3: the column (and the later invocation tables) did not exist
         db.execute("ALTER TABLE runs DROP COLUMN step_val_acc_99_held")
-        db.execute(f"PRAGMA user_version = {len(MIGRATIONS) - 1}")
+        db.execute("DROP TABLE invocation_specs")
+        db.execute("DROP TABLE invocations")
+        db.execute("PRAGMA user_version = 3")
     db.close()
     with Store(tmp_path, create=False) as store:
         got = {r["id"]: r["step_val_acc_99_held"] for r in store.runs()}

@@ -98,7 +98,7 @@ def test_the_short_commands_run_as_written(tmp_path):
                 a.isupper() or "<" in a for a in args):
             continue  # a command named, or a placeholder (DIR, OUT, <run-id>): not to run
         store = next((a for a in args[1:] if not a.startswith("-")
-                      and a not in ("tensorboard", "csv", "parquet")), None)
+                      and a not in ("tensorboard", "csv", "parquet", "mlflow")), None)
         if store is not None and not (tmp_path / store / "groklab.sqlite").exists():
             write(tmp_path / store, [(spec(seed=s), curve([0.5, 0.995])) for s in (0, 1)])
         if args[:2] == ["export", "tensorboard"]:

@@ -133,13 +133,13 @@ def check_report(out):
 def test_cli_overrides_and_a_store_without_studies(tmp_path, study_file):
     out = tmp_path / "quick"
     groklab("study", str(study_file), "--out", str(out), "--steps", "20", "--seeds", "1",
-            "--tasks", "x_div_y", "--device", "cpu", "--no-progress")
-    assert "Run with overrides: `steps = 20`; `task = x_div_y`; seeds 0." in (
+            "--tasks", "x_minus_y", "--device", "cpu", "--no-progress")
+    assert "Run with overrides: `steps = 20`; `task = x_minus_y`; seeds 0." in (
         gl.report(out).markdown.read_text())
     runs = gl.results(out)
     rows = runs[["task", "label", "steps", "seed"]].itertuples(index=False, name=None)
     assert sorted(rows) == [
-        ("x_div_y", "baseline", 20, 0), ("x_div_y", "fast", 20, 0)]
+        ("x_minus_y", "baseline", 20, 0), ("x_minus_y", "fast", 20, 0)]
 
     plain = tmp_path / "plain"  # `groklab run` records no study: the report still works
     gl.run(plain, task="x_plus_y", p=11, steps=20, batch_size=32, lr=["baseline", "layerwise"],

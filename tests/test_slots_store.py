@@ -106,3 +106,20 @@ def test_kill_9_after_runs_ended_and_joined_resumes_bit_for_bit(tmp_path, stop_e
     for rid, (status, _, _) in after.items():
         assert has_weights(killed, rid) == (status == "finished")
     assert not list(killed.glob("checkpoints/*.ckpt"))
+
+
+def test_with_one_slot_the_second_run_is_claimed_only_when_the_first_has_finished(tmp_path):
+    specs = [RunSpec(**(BASE | dict(steps=12)), seed=s) for s in range(2)]
+    seen = []
+
+    def watch(state, step, metrics):
+        with Store(tmp_path, create=False) as store:
+            seen.append(tuple(store.status(s.run_id) for s in specs))
+
+    counts = run_specs(specs, tmp_path, device="cpu", progress=False, slots=1, hooks=[watch])
+    assert counts["trained"] == 2
+    assert seen[:3] == [("running", None)] * 3  # queued: not claimed, nothing written
+    assert seen[3:] == [("finished", "running")] * 3
+    with Store(tmp_path, create=False) as store:
+        a, b = (next(r for r in store.runs() if r["id"] == s.run_id) for s in specs)
+    assert b["started"] >= a["finished"]

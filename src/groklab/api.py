@@ -18,6 +18,7 @@ from groklab.store import Store
 from groklab.store.weights import LoadedRun, load_weights
 from groklab.store.weights import load_run as _load_run
 from groklab.studies import Study, get_study, run_study
+from groklab.studies.labels import label_runs
 
 LrChoice = str | tuple[float, float, float] | dict[str, float]
 
@@ -54,7 +55,8 @@ def make_specs(*, lr: LrChoice | Sequence[LrChoice] | None = None, seeds: int = 
         extra = {k: v for k, v in settings.items() if k != "lr_name"}
         specs += [RunSpec(lr=rates, lr_name=name, seed=s, **extra)
                   for s in range(seed, seed + seeds)]
-    return specs
+    defined = dict(get_recipe(recipe).settings) if recipe is not None else None
+    return label_runs(specs, recipe, defined)
 
 
 def _is_triple(lr: object) -> bool:

@@ -2,8 +2,8 @@
 
 An owner token is ``host:pid:random``. A token's process may be alive unless it is on this
 host and its pid no longer exists; a token on another host can only be judged by how fresh
-its heartbeat is (the caller's business). The run store's claims and the tuner's trial
-ownership both go by these two functions.
+its heartbeat is (``owner_gone`` takes both into account). The run store's claims, the
+status it shows and the tuner's trial ownership all go by these functions.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+import time
 
 
 def new_owner() -> str:
@@ -38,3 +39,17 @@ def process_alive(token: str) -> bool:
     except PermissionError:  # alive, another user's
         return True
     return True
+
+
+def owner_gone(token: str | None, heartbeat: float | None, stale_s: float,
+               now: float | None = None) -> bool:
+    """Whether nobody holds a claim any more: no owner; an owner on this host whose process
+    has ended; or an owner on another host whose heartbeat is older than ``stale_s`` seconds
+    (or missing). An owner on this host whose process lives holds its claim however old
+    its heartbeat (a long step between two writes is not an exit)."""
+    if token is None:
+        return True
+    if token.partition(":")[0] == socket.gethostname():
+        return not process_alive(token)
+    now = time.time() if now is None else now
+    return heartbeat is None or now - heartbeat >= stale_s

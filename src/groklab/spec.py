@@ -30,10 +30,19 @@ import hashlib
 import inspect
 import json
 import math
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from groklab.measures.scope import fourier_scope
 from groklab.models import model_settings
@@ -172,6 +181,26 @@ class RunSpec(BaseModel):
     precision: Precision = "fp32"
     semantics: int = Field(SEMANTICS, ge=1, le=SEMANTICS)
     seed: int = Field(0, ge=0)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _strict_kinds(cls, v: Any, info: ValidationInfo) -> Any:
+        """Booleans are not numbers and strings are neither numbers nor booleans: ``steps =
+        true`` or ``weight_decay = "0.5"`` is an error, not 1 step or a rate of 0.5; a switch
+        takes true or false only (not ``"yes"`` or 1). Checked before pydantic's own
+        coercion, which would accept all of these."""
+        kind = _KINDS.get(info.field_name or "")
+        if kind == "number" and (_boolean(v) or isinstance(v, str)):
+            raise ValueError(f"expects a number, got {_shown(v)}")
+        if kind == "switch" and not _boolean(v):
+            raise ValueError(f"expects true or false, got {_shown(v)}")
+        if info.field_name == "lr":
+            values = v.values() if isinstance(v, dict) else v if isinstance(v, list | tuple) \
+                else [v]
+            bad = [r for r in values if _boolean(r) or isinstance(r, str)]
+            if bad:
+                raise ValueError(f"rates are numbers, got {_shown(bad[0])}")
+        return v
 
     @field_validator("model")
     @classmethod
@@ -358,6 +387,37 @@ class RunSpec(BaseModel):
             return self.lr_name
         return ",".join(f"{r:g}" if isinstance(self.lr, tuple) else f"{g}={r:g}"
                         for g, r in self.rates().items())
+
+
+def _kind(annotation: Any) -> str | None:
+    """"number" for a setting of numbers (int, float, either or None), "switch" for a
+    bool, else None (names, tables, lists: pydantic's own checks suffice)."""
+    args = {a for a in (typing.get_args(annotation) or (annotation,)) if a is not type(None)}
+    if typing.get_origin(annotation) not in (typing.Union, types.UnionType, None):
+        return None
+    if args == {bool}:
+        return "switch"
+    if args and args <= {int, float}:
+        return "number"
+    return None
+
+
+def _boolean(value: Any) -> bool:
+    """A Python or NumPy boolean (a data frame's switch column holds NumPy ones)."""
+    return isinstance(value, bool) or getattr(getattr(value, "dtype", None), "kind", "") == "b"
+
+
+def _shown(value: Any) -> str:
+    """A value as the user wrote it (TOML/JSON spelling: true, "yes", 1.5)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+# each setting's kind, for RunSpec._strict_kinds
+_KINDS = {name: k for name, f in RunSpec.model_fields.items()
+          if (k := _kind(f.annotation)) is not None}
 
 
 def identity_hash(identity: dict[str, Any]) -> str:

@@ -26,11 +26,15 @@ def fail(message: str) -> None:
 
 
 def check_out_dir(out: Path) -> None:
-    """An output folder a command will write: not a file, and writable (or creatable)."""
+    """An output folder a command will write: not a file, no file on its path, and writable
+    (or creatable)."""
     from groklab.store import STORE_NAME, writable
 
     if out.exists() and not out.is_dir():
         fail(f"output path {out} exists and is not a folder")
+    above = next((a for a in out.absolute().parents if a.exists()), None)
+    if above is not None and not above.is_dir():
+        fail(f"output path {out}: {above} is a file, not a folder")
     if not writable(out) or ((out / STORE_NAME).exists() and not writable(out / STORE_NAME)):
         fail(f"cannot write to {out}: it is read-only (reading its store works: groklab "
              f"results {out}, groklab report {out} --out DIR, groklab export)")
@@ -79,12 +83,15 @@ def check_device(device: str | None) -> str:
 
 def parse_settings(pairs: list[str] | None) -> dict[str, object]:
     """``--set key=value`` pairs -> settings; values are TOML (``1e-3``, ``"cosine"``, ``[1, 2]``)
-    and fall back to plain text (``--set lr_schedule=cosine``)."""
+    and fall back to plain text (``--set lr_schedule=cosine``); a setting that holds a name
+    keeps the text as typed (``--set init_from=1234567890123456`` is an id, not a number). A
+    key given twice is an error naming both values."""
     import tomllib
 
     from groklab.spec import RunSpec
 
     out: dict[str, object] = {}
+    typed: dict[str, str] = {}
     for pair in pairs or []:
         key, sep, text = pair.partition("=")
         key = key.strip()
@@ -94,19 +101,46 @@ def parse_settings(pairs: list[str] | None) -> dict[str, object]:
             known = [k for k in RunSpec.model_fields if k not in ("seed", "lr_name")]
             fail(f"--set {key}: unknown run setting{did_you_mean(key, known)}; known: "
                  f"{', '.join(known)}")
+        if key in typed:
+            fail(f"--set {key} is given twice ({typed[key]} and {text.strip()}); give it once")
+        typed[key] = text.strip()
         try:
             out[key] = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             out[key] = text.strip()
+        if _holds_text(RunSpec.model_fields[key].annotation) and not isinstance(out[key], str):
+            out[key] = text.strip()
     return out
+
+
+def _holds_text(annotation: Any) -> bool:
+    """Whether a setting holds text only (a name, an id, a path): ``str``, ``str | None``."""
+    from typing import get_args
+
+    return annotation is str or set(get_args(annotation)) == {str, type(None)}
+
+
+def folder(text: str) -> Path:
+    """An output folder given on the command line: any path but empty text (which would
+    silently mean the current folder)."""
+    if not text.strip():
+        raise typer.BadParameter("give a folder, not empty text")
+    return Path(text)
 
 
 Settings = Annotated[list[str] | None, typer.Option(
     "--set", metavar="KEY=VALUE", help="Any other run setting, e.g. --set grad_clip=1.0 "
     "--set lr_schedule=cosine --set semantics=1 (repeatable; see README, Settings).")]
 
-Out = Annotated[Path, typer.Option("--out", "-o", help="Output folder (holds groklab.sqlite).")]
+Out = Annotated[Path, typer.Option("--out", "-o", parser=folder, metavar="<path>",
+                                   help="Output folder (holds groklab.sqlite).")]
 Device = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:N or mps (default: best).")]
+Yes = Annotated[bool, typer.Option(
+    "--yes", help="Start even a command of more than 10,000 runs or of a budget estimated "
+    "at more than a week (refused without it).")]
+Slots = Annotated[int | None, typer.Option(
+    "--slots", min=1, help="At most N runs of a cohort train at once; the others wait in a "
+    "queue and take a slot as a run ends (default: all; fewer when memory says so).")]
 Compile = Annotated[bool, typer.Option(
     "--compile", help="Run the model through torch.compile: faster steps after a one-off "
     "compile of 40-60 s per cohort shape; worth it for runs of thousands of steps.")]

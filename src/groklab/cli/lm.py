@@ -20,6 +20,7 @@ from groklab.cli.common import (
     parse_settings,
     read_store,
 )
+from groklab.cli.invocation import record
 from groklab.cli.settings import describe, given, refuse_ignored, refuse_unknown_parents
 from groklab.cli.shape import DModel, NHeads, NLayers
 
@@ -106,6 +107,7 @@ def lm(
     runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort)
     with Store(out) as store:  # one store for the whole command
         refuse_unknown_parents(specs, out, origin, store)
+        record(store, "lm", specs, device=dev, compile=compile, executor=executor)
         counts = run_specs(specs, out, device=dev, progress=progress, compile=compile,
                            executor=runner, store=store)
         table = lm_runs(store)

@@ -41,7 +41,8 @@ def given(ctx: typer.Context, extra: Mapping[str, object] = {},
     """The run settings this command line gives, each with the flag that gave it: every
     option typed on the command line (or taken from the environment) whose name is a run
     setting, or that ``sets`` maps to the settings its text sets (``--grad-filter``), then
-    every ``--set`` key in ``extra`` (``"--set KEY"``), which wins over a flag."""
+    every ``--set`` key in ``extra`` (``"--set KEY"``). A setting both a flag and ``--set``
+    give has two values: an error naming both (``--steps 10 --set steps=20``)."""
     from groklab.spec import RunSpec
 
     out: dict[str, str] = {}
@@ -58,7 +59,25 @@ def given(ctx: typer.Context, extra: Mapping[str, object] = {},
         for field in sets.get(name, (name,)):
             if field in RunSpec.model_fields:
                 out[field] = flag
+    twice = [f"{out[k]}{_value(ctx, k)} and --set {k}={_text(extra[k])} both set {k}"
+             for k in extra if k in out]
+    if twice:
+        fail("; ".join(twice) + "; give each setting once")
     return out | {key: f"--set {key}" for key in extra}
+
+
+def _value(ctx: typer.Context, field: str) -> str:
+    """`` VALUE``: the value a flag named for ``field`` gave (empty for a switch or a flag
+    whose text sets several settings)."""
+    value = ctx.params.get(field)
+    return "" if value is None or isinstance(value, bool) else f" {value}"
+
+
+def _text(value: object) -> str:
+    """A ``--set`` value as typed (TOML: true, "text", 1e-3)."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def describe(err: ValidationError, origin: Mapping[str, str] = {}) -> str:

@@ -4,10 +4,11 @@ study) and ``groklab report`` (write a store's report)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from groklab.cli.checks import before_store, refuse_many
 from groklab.cli.common import (
     Address,
     Compile,
@@ -17,15 +18,22 @@ from groklab.cli.common import (
     GpusPerCohort,
     Out,
     Settings,
+    Slots,
+    Yes,
     check_device,
     check_out_dir,
     fail,
+    folder,
     make_executor,
     open_store,
     parse_settings,
     read_store,
 )
+from groklab.cli.invocation import record
 from groklab.cli.settings import given, refuse_ignored, refuse_unknown_parents
+
+if TYPE_CHECKING:
+    from groklab.studies import Study
 
 
 def list_(
@@ -74,15 +82,19 @@ def study(
     steps: Annotated[int | None, typer.Option(help="Override every run's update steps.")] = None,
     seeds: Annotated[int | None, typer.Option(help="Override the number of seeds.")] = None,
     tasks: Annotated[str | None, typer.Option(
-        help="Comma-separated tasks that replace the study's.")] = None,
+        help="Comma-separated tasks: only the study's runs of these (each a task the study "
+        "has).")] = None,
     settings: Settings = None,
     device: Device = None,
     compile: Compile = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     executor: Executor = "local", address: Address = None,
     gpus_per_cohort: GpusPerCohort = 0.0, cpus_per_cohort: CpusPerCohort = 1.0,
+    yes: Yes = False,
+    slots: Slots = None,
 ) -> None:
     """Run a study's unfinished runs into OUT, cohort by cohort (resumes where it stopped)."""
+    from groklab.engine.limits import MAX_RUNS
     from groklab.format import run_counts
     from groklab.registry import did_you_mean
     from groklab.report.listing import results_table
@@ -92,8 +104,13 @@ def study(
     if task_list == []:
         fail("--tasks: give one or more task names separated by commas")
     extra = parse_settings(settings)
+    flags = given(ctx, extra)  # first: a setting given twice is one line, exit 2
     try:
-        definition = get_study(name)
+        definition = get_study(name, max_runs=None if yes else MAX_RUNS)
+        _refuse_foreign_tasks(definition, task_list)
+        if seeds is not None:
+            per_seed = definition.count_bound() // len(definition.seeds)
+            refuse_many(per_seed * seeds, yes, f"--seeds {seeds} of study {definition.name}")
         if steps is not None or seeds is not None or task_list is not None or extra:
             definition = definition.with_overrides(steps=steps, seeds=seeds, tasks=task_list,
                                                    **extra)
@@ -104,30 +121,46 @@ def study(
     specs = definition.specs()
     # a --set override applies to every variant; the study's own fixed settings too: an
     # error only when every run ignores it (a grid's variants may legitimately differ)
-    origin = given(ctx, extra) | {k: f"{definition.source}: settings.{k}"
-                                  for k in definition.settings if k not in extra}
+    origin = flags | {k: f"{definition.source}: settings.{k}"
+                      for k in definition.settings if k not in extra}
     refuse_ignored(specs, origin, every=True)
     refuse_unknown_parents(specs, out, origin)
     check_out_dir(out)
     dev = check_device(device)
-    n = len(specs)
-    typer.echo(f"study {definition.name}: {n} run(s) into {out}", err=True)
     runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort)
+    max_cohort = before_store(specs, out, dev, origin, yes=yes, local=runner is None)
+    typer.echo(f"study {definition.name}: {len(specs)} run(s) into {out}", err=True)
     with open_store(out) as store:  # one store for the whole command
         refuse_unknown_parents(specs, out, origin, store)
+        record(store, "study", specs, device=dev, compile=compile, executor=executor,
+               study=definition.name, slots=slots)
         counts = run_study(definition, out, device=dev, progress=progress, compile=compile,
-                           executor=runner, store=store)
+                           executor=runner, store=store, max_cohort=max_cohort, slots=slots)
         labels = dict(store.study_members(definition.name))
         rows = [{**r, "label": labels[r["id"]]} for r in store.runs() if r["id"] in labels]
     typer.echo(results_table(rows))
     typer.echo(f"{run_counts(counts)}; next: groklab report {out}", err=True)
 
 
+def _refuse_foreign_tasks(definition: Study, tasks: list[str] | None) -> None:
+    """``--tasks`` narrows a study to some of its tasks: a known task the study has no run
+    of is an error (an unknown name is the study's own error, with a "did you mean")."""
+    from groklab.tasks import task_names
+
+    if tasks is None:
+        return
+    have = sorted({r.spec.task for r in definition.expand()})
+    foreign = [t for t in tasks if t in task_names() and t not in have]
+    if foreign:
+        fail(f"--tasks {','.join(foreign)}: study {definition.name} has no runs of task "
+             f"{foreign[0]!r}; --tasks chooses among its tasks: {', '.join(have)}")
+
+
 def report(
     path: Annotated[Path, typer.Argument(help="An output folder of `groklab study` or `run`.")],
     out: Annotated[Path | None, typer.Option(
-        "--out", "-o", help="Write the report into this folder instead of PATH (for a store "
-        "you may not write to).")] = None,
+        "--out", "-o", parser=folder, metavar="<path>", help="Write the report into this "
+        "folder instead of PATH (for a store you may not write to).")] = None,
 ) -> None:
     """Write report.md, report.html, summary.csv and figures/*.png into PATH (or --out)."""
     from groklab.report import write_report

@@ -17,8 +17,10 @@ from groklab.cli.common import (
     check_out_dir,
     fail,
     make_executor,
+    open_store,
     parse_settings,
 )
+from groklab.cli.invocation import record
 
 
 def tune(
@@ -106,6 +108,9 @@ def tune(
             from groklab.integrations.tensorboard import LiveWriter
 
             hooks.append(LiveWriter(tensorboard))
+        with open_store(out) as store:  # its runs: those of study NAME (tune/search.py)
+            record(store, "tune", [], device=device, executor=executor, study=study_name
+                   or f"tune-{found.settings.get('task', 'x_plus_y')}")
         result = tune(out, found, trials=trials, batch=batch, seeds=seeds, metric=metric,
                       direction=direction, storage=storage, study_name=study_name,
                       sampler=sampler, sampler_seed=sampler_seed, device=device,

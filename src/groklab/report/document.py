@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -29,6 +30,8 @@ class Table:
 class Figure:
     path: str  # relative to the report's folder
     caption: str
+    # report.html draws this plotly figure (report/interactive.py) in place of the PNG
+    interactive: dict[str, Any] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -45,8 +46,8 @@ def grokking_section(study: StudyData, root: Path,
                             "\n\n".join(n for n in notes if n) or None))
     made = _figures(study, prefix, summary)
     blocks.append(Heading("Figures", 3))
-    blocks += [Figure(str(p.relative_to(root)), caption) for p, caption in made]
-    return blocks, [p for p, _ in made]
+    blocks += [Figure(str(p.relative_to(root)), caption, plot) for p, caption, plot in made]
+    return blocks, [p for p, _, _ in made]
 
 
 def _censoring_note(summary: pd.DataFrame) -> str | None:
@@ -67,8 +68,11 @@ def _censoring_note(summary: pd.DataFrame) -> str | None:
             + "; ".join(parts) + ".")
 
 
-def _figures(study: StudyData, prefix: Path, summary: pd.DataFrame) -> list[tuple[Path, str]]:
+def _figures(study: StudyData, prefix: Path,
+             summary: pd.DataFrame) -> list[tuple[Path, str, dict[str, Any] | None]]:
+    """(PNG, caption, interactive twin or None) of every figure of the section."""
     # matplotlib loads only when figures are drawn
+    from groklab.report import interactive
     from groklab.report.figures import (
         axis_figure,
         colors,
@@ -83,8 +87,11 @@ def _figures(study: StudyData, prefix: Path, summary: pd.DataFrame) -> list[tupl
 
     curves = study.curves
     palette = colors(list(dict.fromkeys(study.finished["config"])))
-    made = [(grid_figure(curves, f"{study.name}: validation accuracy", png("val_acc"), palette),
-             "Validation accuracy against steps, every task (mean ± stderr over seeds)")]
+    title = f"{study.name}: validation accuracy"
+    made: list[tuple[Path, str, dict[str, Any] | None]] = [
+        (grid_figure(curves, title, png("val_acc"), palette),
+         "Validation accuracy against steps, every task (mean ± stderr over seeds)",
+         interactive.grid_plot(curves, title, palette))]
     held = "step_val_acc_99_held"
     if (summary[CENSORED[held]] < summary["n"]).any():  # some run held 99 %
         made.append((steps_figure(summary, held, "steps to held 99 % validation accuracy",
@@ -92,15 +99,17 @@ def _figures(study: StudyData, prefix: Path, summary: pd.DataFrame) -> list[tupl
                                   png("held"), palette),
                      "Steps to held 99 % validation accuracy (above 0.99 from there to the end "
                      "of the run), mean ± stderr over seeds; hatched: some runs never held it "
-                     "and count as the step budget"))
+                     "and count as the step budget", None))
     for task, part in curves.groupby("task", sort=False):
-        made.append((task_figure(part, f"{study.name}: {task}", png(slug(str(task))), palette),
-                     f"{task}: train (dashed) and validation (solid) loss and accuracy"))
+        title = f"{study.name}: {task}"
+        made.append((task_figure(part, title, png(slug(str(task))), palette),
+                     f"{task}: train (dashed) and validation (solid) loss and accuracy",
+                     interactive.task_plot(part, title, palette)))
     for task, part in generic_metrics(study.metrics).groupby("task", sort=False):
-        made.append((metrics_figure(part, f"{study.name}: {task}, recorded metrics",
-                                    png(f"{slug(str(task))}-metrics"), palette),
+        title = f"{study.name}: {task}, recorded metrics"
+        made.append((metrics_figure(part, title, png(f"{slug(str(task))}-metrics"), palette),
                      f"{task}: named metrics recorded at every evaluation (mean ± stderr over "
-                     "seeds)"))
+                     "seeds)", interactive.metrics_plot(part, title, palette)))
     for axis in numeric_axes(study):
         points = axis_points(study.finished, axis)
         axis_palette = colors(list(dict.fromkeys(points["config"])))
@@ -111,7 +120,7 @@ def _figures(study: StudyData, prefix: Path, summary: pd.DataFrame) -> list[tupl
                                      axis_palette),
                          f"{task}: maximum validation accuracy and steps to 99 % against "
                          f"{axis} (mean ± stderr over seeds; a run that never reached 99 % "
-                         "counts as the step budget)"))
+                         "counts as the step budget)", None))
     return made
 
 

@@ -4,9 +4,12 @@ own kind: the language-model summary, the best trials).
 
 Runs are sorted by task, label and seed. Only the columns that apply to the runs shown are
 there: the grokking metrics (accuracies, steps to 99 %, the grokking delay) for algorithmic
-tasks, the losses for language models (task ``text``). Every missing number (a step never
-reached, a run not finished) is ``format.MISSING``; accuracies and losses have four
-decimals, steps are whole numbers.
+tasks, the losses for language models (task ``text``); ``store`` (first) when the rows carry
+the store they come from (``groklab results A B``), ``study`` (before ``label``) when some
+row belongs to a study; ``last_step`` and ``last_val_acc`` (after ``steps``: where a run got
+to, its last evaluation) when a run shown is not finished and has evaluated. Every missing
+number (a step never reached, a run not finished) is ``format.MISSING``; accuracies and
+losses have four decimals, steps are whole numbers.
 """
 
 from __future__ import annotations
@@ -22,21 +25,33 @@ GROKKING = ["final_train_acc", "final_val_acc", "max_val_acc", "final_val_loss",
             "step_train_acc_99", "step_val_acc_99", "step_val_acc_99_held", "grokking_delay"]
 LANGUAGE = ["final_train_loss", "final_val_loss"]
 WHOLE_NUMBERS = {"seed", "steps", "step_train_acc_99", "step_val_acc_99",
-                 "step_val_acc_99_held", "grokking_delay"}
+                 "step_val_acc_99_held", "grokking_delay", "last_step"}
+# where an unfinished run got to (Store.runs): shown, after ``steps``, when a run shown is
+# not finished and has evaluated, and only for such runs
+PROGRESS = ["last_step", "last_val_acc"]
 
 
 def result_columns(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """The columns that apply to ``runs``: identity, then the metrics of their kinds."""
     kinds = {r.get("task") == "text" for r in runs}
     metrics = [c for c in GROKKING if False in kinds] + [c for c in LANGUAGE if True in kinds]
-    return IDENTITY + list(dict.fromkeys(metrics))
+    identity = list(IDENTITY)
+    if any(not is_missing(r.get("study")) for r in runs):
+        identity.insert(identity.index("label"), "study")
+    if any("store" in r for r in runs):
+        identity.insert(0, "store")
+    if any(r.get("status") not in ("finished", None) and not is_missing(r.get("last_step"))
+           for r in runs):
+        at = identity.index("steps") + 1
+        identity[at:at] = PROGRESS
+    return identity + list(dict.fromkeys(metrics))
 
 
 def sort_runs(runs: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """``runs`` by task, label, seed (then id, so the order is total)."""
+    """``runs`` by task, label, seed (then id and store, so the order is total)."""
     return sorted(runs, key=lambda r: (str(r.get("task")), str(r.get("label")),
                                        r.get("seed") if isinstance(r.get("seed"), int) else -1,
-                                       str(r.get("id"))))
+                                       str(r.get("id")), str(r.get("store", ""))))
 
 
 def cell(column: str, value: Any) -> str:
@@ -56,9 +71,10 @@ def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
     if not runs:
         return "no runs"
     columns = result_columns(runs)
-    rows = [[cell(c, r.get(c)) for c in columns] for r in sort_runs(runs)]
+    rows = [[cell(c, None if c in PROGRESS and r.get("status") == "finished" else r.get(c))
+             for c in columns] for r in sort_runs(runs)]
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
-    left = {"id", "task", "model", "label", "status"}
+    left = {"store", "id", "task", "model", "study", "label", "status"}
 
     def line(cells: list[str]) -> str:
         return "  ".join(text.ljust(w) if c in left else text.rjust(w)

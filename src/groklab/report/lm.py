@@ -12,6 +12,7 @@ comes from the loaded ``StudyData`` (runs, curves, named metrics and texts).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -40,7 +41,8 @@ def lm_section(study: StudyData, root: Path, prefix: Path) -> tuple[list[Block],
     path = _loss_figure(study, prefix.with_name(prefix.name + "-loss.png"))
     blocks += [Heading("Figures", 3), Figure(str(path.relative_to(root)),
                                                "Train (dashed) and validation (solid) loss "
-                                               "against steps (mean ± stderr over seeds)"),
+                                               "against steps (mean ± stderr over seeds)",
+                                               _loss_plot(study)),
                Heading("Samples", 3)]
     for label, group in runs.groupby("label", sort=False):
         first = group.sort_values("seed").iloc[0]
@@ -77,3 +79,16 @@ def _loss_figure(study: StudyData, path: Path) -> Path:
         fig.savefig(path, dpi=figures.DPI)
         figures.plt.close(fig)
     return path
+
+
+def _loss_plot(study: StudyData) -> dict[str, Any]:
+    """``_loss_figure``'s interactive twin (report/interactive.py)."""
+    from groklab.report import figures
+    from groklab.report.interactive import Line, Panel, curves_plot
+
+    curves = study.curves
+    palette = figures.colors(list(dict.fromkeys(study.finished["config"])))
+    panel = Panel("loss", [Line(curves, "train_loss", "train loss", dashed=True),
+                           Line(curves, "val_loss", "validation loss")],
+                  "loss (nats per character)")
+    return curves_plot(f"{study.name}: loss", [panel], palette, log_x=False)

@@ -136,12 +136,13 @@ def measures_section(study: StudyData, root: Path,
     for task, part in study.metrics.groupby("task", sort=False):
         path = prefix.with_name(f"{prefix.name}-{slug(str(task))}-measures.png")
         curves = study.curves[study.curves["task"] == task]
-        progress_figure(curves, part, f"{study.name}: {task}, progress measures", path,
-                        palette_order)
+        title = f"{study.name}: {task}, progress measures"
+        progress_figure(curves, part, title, path, palette_order)
         made.append(path)
         blocks.append(Figure(str(path.relative_to(root)),
                              f"{task}: validation accuracy, restricted and excluded loss and "
-                             "weight norm against steps (mean ± stderr over seeds)"))
+                             "weight norm against steps (mean ± stderr over seeds)",
+                             progress_plot(curves, part, title, palette_order)))
     table = key_table(study)
     if not table.empty:
         blocks.append(Table(table, "Key frequencies per run (at its last measured step)",
@@ -190,6 +191,29 @@ def progress_figure(curves: pd.DataFrame, metrics: pd.DataFrame, title: str, pat
         fig.savefig(path, dpi=figures.DPI)
         figures.plt.close(fig)
     return path
+
+
+def progress_plot(curves: pd.DataFrame, metrics: pd.DataFrame, title: str,
+                  configs: list[str]) -> dict[str, Any]:
+    """``progress_figure``'s interactive twin (report/interactive.py), the same panels."""
+    from groklab.report import figures
+    from groklab.report.interactive import Line, Panel, curves_plot
+
+    wide = {name: metrics[metrics["name"] == name] for name in
+            ("restricted_loss", "excluded_loss", "full_loss", "weight_norm")}
+    panels = []
+    for metric, name, log in PANELS:
+        if metric == "val_acc":
+            lines = [Line(curves, "val_acc", name)]
+        elif wide[metric].empty:
+            continue
+        else:
+            lines = [Line(wide[metric], "value", name)]
+            if metric != "weight_norm" and not wide["full_loss"].empty:
+                lines.append(Line(wide["full_loss"], "value", "loss of all logits", dashed=True))
+        panels.append(Panel(name, lines, name, log_y=log))
+    shown = [c for c in configs if c in set(curves["config"]) | set(metrics["config"])]
+    return curves_plot(title, panels, figures.colors(shown))
 
 
 def spectrum_figure(spectra: dict[str, tuple[list[float], list[int]]], title: str,

@@ -78,6 +78,21 @@ CREATE TABLE id_migrations (
     new_id TEXT,
     version INTEGER                    -- the schema version whose migration mapped it
 );
+CREATE TABLE invocations (
+    id INTEGER PRIMARY KEY,
+    command TEXT NOT NULL,             -- 'run', 'study', 'tune' or 'lm'
+    argv TEXT NOT NULL,                -- JSON list: the command line after 'groklab'
+    cwd TEXT,                          -- the folder it ran in (argv's relative paths)
+    options TEXT NOT NULL,             -- JSON: how it trained (device, checkpoints, study)
+    created REAL
+);
+CREATE TABLE invocation_specs (
+    invocation INTEGER NOT NULL REFERENCES invocations(id),
+    pos INTEGER NOT NULL,              -- the spec's place in the invocation's expansion
+    run_id TEXT NOT NULL,
+    spec TEXT NOT NULL,                -- the expanded spec as JSON (model_dump)
+    PRIMARY KEY (invocation, pos)
+);
 """
 
 
@@ -183,6 +198,18 @@ def _migrate_3_to_4(db: sqlite3.Connection) -> None:
         WHERE status = 'finished'""")
 
 
+def _migrate_4_to_5(db: sqlite3.Connection) -> None:
+    """4 -> 5: the ``invocations`` and ``invocation_specs`` tables (every ``run``, ``study``,
+    ``tune`` and ``lm`` command line and the specs it expanded: what ``groklab resume`` continues
+    and ``groklab show`` quotes). Older invocations were not recorded: none is made up."""
+    db.execute("CREATE TABLE invocations (id INTEGER PRIMARY KEY, command TEXT NOT NULL, "
+               "argv TEXT NOT NULL, cwd TEXT, options TEXT NOT NULL, created REAL)")
+    db.execute("CREATE TABLE invocation_specs (invocation INTEGER NOT NULL "
+               "REFERENCES invocations(id), pos INTEGER NOT NULL, run_id TEXT NOT NULL, "
+               "spec TEXT NOT NULL, PRIMARY KEY (invocation, pos))")
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2,
-                                                          _migrate_2_to_3, _migrate_3_to_4]
+                                                          _migrate_2_to_3, _migrate_3_to_4,
+                                                          _migrate_4_to_5]
 VERSION = len(MIGRATIONS)

@@ -26,13 +26,24 @@ unfinished runs back, with status 'interrupted'. A run's status is 'running' (cl
 'interrupted' (released unfinished: Ctrl-C, an error), 'stopped' (an external hook retired
 it) or 'finished'. A claimed run's partial rows from an earlier attempt are dropped, so a
 resumed run never holds duplicate rows; a killed process leaves a run unfinished and claimable
-once its owner is stale or dead.
+once its owner is stale or dead. What a reader is shown is true without a write: a 'running'
+run whose owner is gone (``claims.owner_gone``: its process ended, or, on another host, its
+heartbeat is stale) reads as 'interrupted' (``runs``, ``status``).
+
+Files that are not stores. Opening checks the file before SQLite touches it and refuses,
+with ``StoreError`` naming the file and what it is, anything that is not a groklab store: an
+empty file, one that is not SQLite (text, random bytes), a truncated copy (shorter than its
+header says), a damaged one (``PRAGMA quick_check``, for files up to ``QUICK_CHECK_BYTES``)
+or another program's SQLite database (no ``runs`` table). Such a file is never written, never
+"repaired". A fresh store is made whole under a temporary name and linked into place, so no
+process ever sees a half-made (empty) ``groklab.sqlite``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import sqlite3
 import time
 from collections import defaultdict
@@ -41,19 +52,58 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from groklab.claims import new_owner, process_alive
+from groklab.claims import new_owner, owner_gone, process_alive
 from groklab.records import FINAL_METRICS, EvalRow, final_metrics
 from groklab.spec import RunSpec
 from groklab.store.migrations import MIGRATIONS, SCHEMA, VERSION, StoreError
 
 STORE_NAME = "groklab.sqlite"
 STALE_S = 600.0  # a running run whose owner has not written for this long may be claimed
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+QUICK_CHECK_BYTES = 64 << 20  # files up to this size are checked whole when opened
 # what marks a study definition kept as an earlier version of another (record_study)
 EARLIER_KEYS = ("earlier_version_of", "earlier_version")
 
 
 class UnknownRun(LookupError):
     """A run id (or id prefix) that names no run of the store, or several."""
+
+
+def not_a_store(path: str | Path) -> str | None:
+    """What the existing file ``path`` is, when its bytes alone show it cannot be a store
+    ("an empty file (0 bytes)", "a text file, not a SQLite database", "a truncated SQLite
+    database ..."); None when it may be one (SQLite then looks inside). Reads at most 100
+    bytes; writes nothing."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return "an empty file (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(100)
+    if not head.startswith(SQLITE_HEADER):
+        text = head.decode("utf-8", "replace")  # a character cut at byte 100: one U+FFFD
+        plain = text.count("\ufffd") <= 1 and all(
+            c.isprintable() or c in "\t\r\n\ufffd" for c in text)
+        return f"{'a text file' if plain else 'a file of unknown bytes'}, not a SQLite database"
+    if len(head) < 100:
+        return f"a truncated SQLite database ({size} bytes, shorter than its header)"
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    pages = int.from_bytes(head[28:32], "big")
+    declared = pages * page if pages and head[24:28] == head[92:96] else 0
+    if page < 512 or size % page or size < declared:
+        return (f"a truncated or damaged SQLite database ({size} bytes"
+                + (f"; its header says {declared}" if declared else "") + ")")
+    return None
+
+
+def shown_status(row: Mapping[str, Any], now: float | None = None) -> str:
+    """A run's status as readers show it, from its row (``status``, ``owner``,
+    ``heartbeat``): 'interrupted' for a 'running' run whose owner is gone
+    (``claims.owner_gone``), else the stored status. Nothing is written."""
+    if row["status"] == "running" and owner_gone(row["owner"], row["heartbeat"], STALE_S, now):
+        return "interrupted"
+    return row["status"]
 
 
 def writable(path: str | Path) -> bool:
@@ -79,6 +129,8 @@ class Store:
     def __init__(self, root: str | Path, *, create: bool = True):
         self.root = Path(root)
         self.path = self.root / STORE_NAME
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder, not a groklab store")
         if not create and not self.path.is_file():
             raise FileNotFoundError(f"no groklab store in {self.root} (expected {self.path})")
         self.read_only = not create and not (writable(self.root) and writable(self.path))
@@ -88,8 +140,11 @@ class Store:
                              f"{'the file' if self.path.exists() else 'the folder'} is "
                              "read-only (reading it works: groklab results, report --out, "
                              "export)")
-        if create:
+        if self.path.exists():
+            self._refuse_non_store()
+        elif create:
             self.root.mkdir(parents=True, exist_ok=True)
+            self._create()
         self.owner = new_owner()
         self._claimed = False
         # autocommit mode: every write is an explicit BEGIN IMMEDIATE ... COMMIT (see _tx)
@@ -97,16 +152,71 @@ class Store:
             self.path, timeout=30, isolation_level=None)
         self.db.row_factory = sqlite3.Row
         try:
+            self._refuse_foreign()
             if self.read_only:
                 self._open_read_only()
             else:
                 self._open()
-        except sqlite3.OperationalError as e:
+        except sqlite3.DatabaseError as e:  # OperationalError too: locked, disk full
             self.db.close()
             raise StoreError(f"cannot open the store {self.path}: {e}") from None
         except BaseException:
             self.db.close()
             raise
+
+    def _refuse_non_store(self) -> None:
+        """``StoreError`` when the file's bytes show it is not a store (``not_a_store``)."""
+        what = not_a_store(self.path)
+        if what is not None:
+            raise StoreError(f"{self.path} is not a groklab store: it is {what}; it was "
+                             "left as it is")
+
+    def _refuse_foreign(self) -> None:
+        """``StoreError`` for a SQLite database that is not a groklab store (no ``runs``
+        table: another program's, or an empty database) or that is damaged
+        (``PRAGMA quick_check``, up to ``QUICK_CHECK_BYTES``); reads only."""
+        try:
+            tables = sorted(r[0] for r in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'"))
+            damage = None
+            if self.path.stat().st_size <= QUICK_CHECK_BYTES:
+                damage = self.db.execute("PRAGMA quick_check(1)").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            if isinstance(e, sqlite3.OperationalError) and "locked" in str(e):
+                raise
+            raise StoreError(f"{self.path} is not a groklab store: SQLite cannot read it "
+                             f"({' '.join(str(e).split())}); it was left as it is") from None
+        if damage not in (None, "ok"):
+            raise StoreError(f"{self.path} is a damaged SQLite database "
+                             f"({' '.join(str(damage).split())}); it was left as it is")
+        if "runs" not in tables:
+            what = (f"another program's SQLite database (tables: {', '.join(tables[:6])}"
+                    f"{', ...' if len(tables) > 6 else ''})" if tables
+                    else "an empty SQLite database (no tables)")
+            raise StoreError(f"{self.path} is not a groklab store: it is {what}; it was left "
+                             "as it is")
+
+    def _create(self) -> None:
+        """A fresh store at the current version, made whole under a temporary name and linked
+        into place (a process that lost the race opens the winner's file)."""
+        tmp = self.path.with_name(f".{STORE_NAME}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+        try:
+            db = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                db.executescript(f"BEGIN;{SCHEMA};PRAGMA user_version = {VERSION};COMMIT;")
+            finally:
+                db.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process made it first: open that one
+            except OSError:  # a file system without hard links
+                if not self.path.exists():
+                    os.replace(tmp, self.path)
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot create the store {self.path}: {e}") from None
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def _connect_read_only(self) -> sqlite3.Connection:
         """A connection that writes nothing, not even SQLite's side files: ``immutable=1``,
@@ -328,6 +438,12 @@ class Store:
             return False
         return beat is not None and now - beat < STALE_S and process_alive(owner)
 
+    def held_elsewhere(self, run_id: str) -> bool:
+        """Whether another live owner is training ``run_id`` now."""
+        row = self.db.execute("SELECT status, owner, heartbeat FROM runs WHERE id=?",
+                              (run_id,)).fetchone()
+        return row is not None and row["owner"] != self.owner and self._held(row, time.time())
+
     def _owned(self, run_ids: Iterable[str]) -> list[str]:
         """The running runs among ``run_ids`` this instance owns, heartbeat refreshed."""
         now = time.time()
@@ -385,18 +501,30 @@ class Store:
                          f"start with it ({shown}); give more characters")
 
     def status(self, run_id: str) -> str | None:
-        row = self.db.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
-        return None if row is None else row["status"]
+        """The run's status as ``runs`` shows it (None: no such run)."""
+        row = self.db.execute("SELECT status, owner, heartbeat FROM runs WHERE id=?",
+                              (run_id,)).fetchone()
+        return None if row is None else shown_status(row)
 
     def runs(self) -> list[dict[str, Any]]:
-        """Every run: id, label, status, the spec's fields, semantics, timing and final
-        metrics (not the claim's owner and heartbeat)."""
+        """Every run: id, label, status (``shown_status``: a running run whose owner is gone
+        is 'interrupted'), the spec's fields, semantics, timing, final metrics, and its last
+        evaluated step with that step's validation accuracy (``last_step``,
+        ``last_val_acc``; None before its first evaluation) - not the claim's owner and
+        heartbeat."""
+        last: dict[str, tuple[int, float]] = {r[0]: (r[1], r[2]) for r in self.db.execute(
+            "SELECT c.run_id, c.step, c.val_acc FROM curves c JOIN (SELECT run_id, MAX(step) "
+            "AS step FROM curves GROUP BY run_id) m ON c.run_id = m.run_id AND c.step = m.step")}
         out = []
+        now = time.time()
         for row in self.db.execute("SELECT * FROM runs ORDER BY started, id"):
             d = dict(row)
             spec = json.loads(d.pop("spec"))
+            d["status"] = shown_status(row, now)
             del d["owner"], d["heartbeat"]
-            out.append({"id": d.pop("id"), **spec, **d})
+            step, val_acc = last.get(d["id"], (None, None))
+            out.append({"id": d.pop("id"), **spec, **d, "last_step": step,
+                        "last_val_acc": val_acc})
         return out
 
     def curve(self, run_id: str) -> list[EvalRow]:
@@ -430,3 +558,120 @@ class Store:
         rows = self.db.execute("SELECT run_id, label FROM study_runs WHERE study=? ORDER BY pos",
                                (name,))
         return [(r["run_id"], r["label"]) for r in rows]
+
+    # -- the researcher's desk (cli/desk.py): invocations, claims, studies, removal ---------
+    # Tables ``invocations`` and ``invocation_specs`` (schema version 5) hold every ``run``,
+    # ``study``, ``tune`` and ``lm`` command line with the specs it expanded, recorded before
+    # it trains: ``groklab resume`` continues them, ``groklab show`` quotes them.
+    def record_invocation(self, command: str, argv: Sequence[str], cwd: str,
+                          specs: Sequence[RunSpec], options: Mapping[str, Any]) -> int:
+        """Record one command line (``argv``: the words after ``groklab``, run in ``cwd``),
+        how it trains (``options``, JSON-able) and its expanded ``specs`` in order, atomically;
+        returns the invocation's number."""
+        with self._tx():
+            cur = self.db.execute(
+                "INSERT INTO invocations (command, argv, cwd, options, created) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (command, json.dumps(list(argv)), cwd, json.dumps(dict(options)), time.time()))
+            number = int(cur.lastrowid or 0)
+            self.db.executemany(
+                "INSERT INTO invocation_specs VALUES (?, ?, ?, ?)",
+                [(number, i, s.run_id, json.dumps(s.model_dump(mode="json")))
+                 for i, s in enumerate(specs)])
+        return number
+
+    def invocations(self) -> list[dict[str, Any]]:
+        """Every recorded invocation, oldest first: ``id``, ``command``, ``argv`` (a list),
+        ``cwd``, ``options`` (a dict), ``created`` and ``run_ids`` (its specs' ids, in order)."""
+        ids: dict[int, list[str]] = defaultdict(list)
+        for r in self.db.execute("SELECT invocation, run_id FROM invocation_specs "
+                                 "ORDER BY invocation, pos"):
+            ids[r[0]].append(r[1])
+        return [{**dict(r), "argv": json.loads(r["argv"]), "options": json.loads(r["options"]),
+                 "run_ids": ids.get(r["id"], [])}
+                for r in self.db.execute("SELECT * FROM invocations ORDER BY id")]
+
+    def invocation_specs(self, number: int) -> list[RunSpec]:
+        """The specs invocation ``number`` expanded, in its order."""
+        from groklab.spec import stored_spec  # beside RunSpec, imported above
+
+        return [stored_spec(json.loads(r[0])) for r in self.db.execute(
+            "SELECT spec FROM invocation_specs WHERE invocation=? ORDER BY pos", (number,))]
+
+    def claim(self, run_id: str) -> dict[str, Any]:
+        """Who holds run ``run_id``: ``owner`` (token or None), ``heartbeat`` (time or None)
+        and ``held`` (another live process trains it: it may not be claimed or removed)."""
+        row = self.db.execute("SELECT status, owner, heartbeat FROM runs WHERE id=?",
+                              (run_id,)).fetchone()
+        if row is None:
+            return {"owner": None, "heartbeat": None, "held": False}
+        return {"owner": row["owner"], "heartbeat": row["heartbeat"],
+                "held": self._held(row, time.time())}
+
+    def last_steps(self) -> dict[str, int]:
+        """Every run's last recorded (evaluated) step, by id; runs with no curve rows absent."""
+        return {r[0]: r[1] for r in self.db.execute(
+            "SELECT run_id, MAX(step) FROM curves GROUP BY run_id")}
+
+    def run_studies(self) -> dict[str, list[str]]:
+        """The studies each run belongs to, by run id (runs of no study absent), in study
+        creation order."""
+        out: dict[str, list[str]] = defaultdict(list)
+        for r in self.db.execute("SELECT m.run_id, m.study FROM study_runs m JOIN studies s "
+                                 "ON s.name = m.study ORDER BY s.created, s.name, m.pos"):
+            out[r[0]].append(r[1])
+        return dict(out)
+
+    def study_counts(self) -> list[dict[str, Any]]:
+        """Every study, in creation order: ``name``, ``runs`` (its members), a count per
+        status of its members (``not started``: a member with no run row yet), ``wall_s``,
+        ``created`` and ``updated``."""
+        out = []
+        for s in self.db.execute("SELECT name, wall_s, created, updated FROM studies "
+                                 "ORDER BY created, name").fetchall():
+            counts: dict[str, int] = {}
+            for rid, _ in self.study_members(s["name"]):
+                status = self.status(rid) or "not started"  # the status readers are shown
+                counts[status] = counts.get(status, 0) + 1
+            out.append({"name": s["name"], "runs": sum(counts.values()), "status": counts,
+                        "wall_s": s["wall_s"], "created": s["created"],
+                        "updated": s["updated"]})
+        return out
+
+    def remove_runs(self, run_ids: Iterable[str], *, dry_run: bool = False) -> dict[str, Any]:
+        """Delete runs with their curves, metrics, texts, study memberships and recorded
+        specs (so ``resume`` does not bring them back), in one transaction; a study or an
+        invocation left with no runs goes too. Nothing is deleted when one of them is held by
+        another live process, or with ``dry_run``. Returns what was (or would be) removed:
+        ``held`` (run id -> owner token), ``rows`` (table -> rows), ``studies`` and
+        ``invocations`` left empty. Files next to the store (weights, checkpoints) are the
+        caller's (store/weights.py, engine/checkpoint.py)."""
+        from contextlib import nullcontext
+
+        ids = list(dict.fromkeys(run_ids))
+        where = "run_id IN (SELECT value FROM json_each(?))"
+        tables = {"runs": "id IN (SELECT value FROM json_each(?))", "curves": where,
+                  "metrics": where, "texts": where, "study_runs": where,
+                  "invocation_specs": where}
+        now, blob = time.time(), json.dumps(ids)
+        with nullcontext() if dry_run else self._tx():  # a dry run only reads
+            held = {r["id"]: r["owner"] for r in self.db.execute(
+                f"SELECT id, status, owner, heartbeat FROM runs WHERE {tables['runs']}",
+                (blob,)) if self._held(r, now)}
+            rows = {t: self.db.execute(f"SELECT COUNT(*) FROM {t} WHERE {w}", (blob,))
+                    .fetchone()[0] for t, w in tables.items()}
+            studies = [r[0] for r in self.db.execute(
+                f"SELECT DISTINCT study FROM study_runs WHERE {where} AND study NOT IN "
+                f"(SELECT study FROM study_runs WHERE NOT {where})", (blob, blob))]
+            invocations = [r[0] for r in self.db.execute(
+                f"SELECT DISTINCT invocation FROM invocation_specs WHERE {where} AND "
+                f"invocation NOT IN (SELECT invocation FROM invocation_specs WHERE NOT {where})",
+                (blob, blob))]
+            if not held and not dry_run:
+                for t, w in tables.items():
+                    self.db.execute(f"DELETE FROM {t} WHERE {w}", (blob,))
+                self.db.executemany("DELETE FROM studies WHERE name=?", [(s,) for s in studies])
+                self.db.executemany("DELETE FROM invocations WHERE id=?",
+                                    [(i,) for i in invocations])
+        return {"held": held, "rows": rows, "studies": studies, "invocations": invocations}
+

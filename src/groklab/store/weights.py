@@ -10,12 +10,17 @@ and ``format``. Invariants:
   is trained again and overwrites the file with the same weights).
 - safetensors holds tensors and strings only: loading a file runs no code (nothing here
   calls ``torch.load``).
+- A file gets the store file's permission bits (read and write; a group-shared store
+  shares its weights), not only what the umask leaves. A failed write (a full disk) raises
+  ``OSError`` and leaves no file behind: neither the temporary one nor a partial final one.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +29,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
+
+from groklab.store.store import STORE_NAME
 
 if TYPE_CHECKING:
     from groklab.models import CohortModel
@@ -53,7 +60,15 @@ def save_weights(root: str | Path, run_id: str, params: Mapping[str, torch.Tenso
     meta = {"run_id": run_id, "format": FORMAT, "spec": json.dumps(dict(spec or {}))}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        save_file(tensors, tmp, metadata=meta)
+        try:
+            save_file(tensors, tmp, metadata=meta)
+        except SafetensorError as e:  # its I/O errors (a full disk) as the OSError they are
+            code = re.search(r"os error (\d+)", str(e))
+            number = int(code.group(1)) if code else errno.EIO
+            raise OSError(number, os.strerror(number), str(path)) from None
+        store_file = Path(root) / STORE_NAME
+        if store_file.is_file():  # the store's readers may read its weights too
+            os.chmod(tmp, store_file.stat().st_mode & 0o666)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -88,6 +103,20 @@ def load_optimizer(root: str | Path, run_id: str) -> dict[str, torch.Tensor]:
 
 def has_weights(root: str | Path, run_id: str) -> bool:
     return weights_path(root, run_id).is_file()
+
+
+def weight_files(root: str | Path, run_id: str) -> list[Path]:
+    """The run's files next to the store that exist: its weights and its optimiser state."""
+    return [p for p in (weights_path(root, run_id), optimizer_path(root, run_id)) if p.is_file()]
+
+
+def remove_weights(root: str | Path, run_id: str) -> list[Path]:
+    """Delete the run's weights and optimiser state (``groklab rm``); returns the files
+    removed."""
+    found = weight_files(root, run_id)
+    for path in found:
+        path.unlink(missing_ok=True)
+    return found
 
 
 @dataclass(frozen=True)

@@ -35,18 +35,22 @@ def environment(device: str) -> dict[str, Any]:
 
 def run_study(study: Study, out: str | Path, *, device: str | None = None,
               progress: bool = True, compile: bool = False, executor: Any = None,
-              store: Store | None = None) -> dict[str, int]:
+              store: Store | None = None, max_cohort: int | None = None,
+              slots: int | None = None) -> dict[str, int]:
     """Train ``study``'s runs into ``out``, skipping finished ones; returns run counts.
 
     The study's definition and membership are recorded first, so an interrupted study can be
     reported (its finished runs) and resumed by running it again. ``executor``: where
     cohorts train (``run_specs``; None: in this process). ``store``: ``out``'s store, open
-    (None: opened here, once, for the whole study).
+    (None: opened here, once, for the whole study). ``max_cohort``: at most this many runs
+    train together (``run_specs``; the command computes it from engine/limits.py);
+    ``slots``: at most this many runs of a cohort at once, the rest queued (engine/slots.py).
     """
     if store is None:
         with Store(out) as opened:
             return run_study(study, out, device=device, progress=progress, compile=compile,
-                             executor=executor, store=opened)
+                             executor=executor, store=opened, max_cohort=max_cohort,
+                             slots=slots)
     runs = study.expand()
     device = device or default_device()
     kept = store.record_study(study.name, study.definition(), environment(device),
@@ -58,6 +62,7 @@ def run_study(study: Study, out: str | Path, *, device: str | None = None,
     t0 = time.perf_counter()
     try:
         return run_specs([r.spec for r in runs], out, device=device, progress=progress,
-                         overall=True, compile=compile, executor=executor, store=store)
+                         overall=True, compile=compile, executor=executor, store=store,
+                         max_cohort=max_cohort, slots=slots)
     finally:
         store.add_study_time(study.name, time.perf_counter() - t0)

@@ -36,6 +36,7 @@ Everything is checked when the study is built: errors name the file, the key and
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import re
 import tomllib
@@ -47,12 +48,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from groklab.engine.limits import MAX_RUNS
 from groklab.format import setting
 from groklab.rates import parse_lr
 from groklab.recipes import with_recipe
 from groklab.registry import did_you_mean
 from groklab.spec import RunSpec
 from groklab.studies.errors import StudyError
+from groklab.studies.labels import beyond
 from groklab.studies.stages import Values, stage_runs, stage_sections, stages_of
 from groklab.tasks import task_names
 
@@ -87,10 +90,27 @@ class Study:
     seeds: tuple[int, ...] = (0,)
     overrides: Mapping[str, list[Any]] = field(default_factory=dict)
     stages: tuple[Mapping[str, Any], ...] = ()  # a curriculum: see studies/stages.py
+    # refuse to expand more runs than this (None: any number; the command's --yes)
+    max_runs: int | None = field(default=MAX_RUNS, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         _check_sections(self)
+        n = self.count_bound()
+        if self.max_runs is not None and n > self.max_runs:
+            raise StudyError(self.source, "seeds", f"the study expands to up to {n:,} runs, "
+                             f"more than {self.max_runs:,} in one command; give --yes to "
+                             "expand it anyway (groklab.Study(..., max_runs=None) in Python)")
         _ = self._runs  # expanded now: impossible values surface before anything runs
+
+    def count_bound(self) -> int:
+        """At most how many runs the study expands to, counted without expanding it:
+        seeds × grid points × variants × stages (runs two of them describe alike count
+        once in ``expand``)."""
+        points = math.prod(len(v) for v in self.axes().values())
+        stages = max([len(self.stages) or 1] + [len(v.get("stages", ())) for v in
+                                                self.variants.values()
+                                                if isinstance(v, Mapping)])
+        return len(self.seeds) * points * max(1, len(self.variants)) * stages
 
     def with_overrides(self, *, steps: int | None = None, seeds: int | None = None,
                        tasks: Sequence[str] | None = None, **settings: Any) -> Study:
@@ -137,6 +157,12 @@ class Study:
                 values = fixed | {k: (v, f"variants.{vname}.{k}") for k, v in vset.items()
                                   if k not in self.overrides and k != "stages"} | point
                 label = _label(vname, {k: values[k][0] for k in varying}, values.get("lr"))
+                # what the label's name does not say (studies/labels.py): the training
+                # methods of a label named after its rates, and the command line's
+                label = " ".join([label, *beyond(
+                    {k: v for k, (v, _) in values.items()
+                     if not (vname or varying) or k in self.overrides},
+                    {"lr": values["lr"][0]} if "lr" in values else {})])
                 for seed in self.seeds:
                     for run_label, spec in stage_runs(self._spec, values, label, seed, stages,
                                                       where, self.overrides):
@@ -171,7 +197,8 @@ class Study:
             reason = err["msg"].removeprefix("Value error, ")
             if err["loc"]:
                 key = values.get(str(err["loc"][0]), (None, str(err["loc"][0])))[1]
-                reason += f" (got {err['input']!r})"
+                if ", got " not in reason:
+                    reason += f" (got {err['input']!r})"
             else:  # a rule over several settings: name those the message mentions
                 named = [o for k, (_, o) in values.items() if re.search(rf"\b{k}\b", reason)]
                 key = ", ".join(named) or "settings"
@@ -190,6 +217,9 @@ def _rates(value: Any, source: str, key: str
     if isinstance(value, int | float) and not isinstance(value, bool):
         value = [value]
     if isinstance(value, list | tuple):
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+            raise StudyError(source, key, "rates are numbers, got "
+                             + json.dumps(value, default=str))
         value = ",".join(str(v) for v in value)
     if not isinstance(value, str):
         raise StudyError(source, key, f"expected a name or rates, got {value!r}")
@@ -272,12 +302,18 @@ def _check_overlaps(study: Study) -> None:
                                  "also a grid axis; keep one")
 
 
-def load_toml(text: str, source: str, default_name: str | None = None) -> Study:
-    """Parse a study from TOML text; ``source`` names it in error messages."""
+def load_toml(text: str, source: str, default_name: str | None = None,
+              max_runs: int | None = MAX_RUNS) -> Study:
+    """Parse a study from TOML text; ``source`` names it in error messages. An empty study
+    (no keys: an empty file, or only comments) is an error, not one run of the defaults.
+    ``max_runs``: see ``Study``."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise StudyError(source, "TOML", str(e)) from None
+    if not data:
+        raise StudyError(source, "file", "the study is empty; give at least [settings], "
+                         "[grid] or [variants] (README, Studies and reports)")
     for key in data:
         if key not in STUDY_KEYS:
             raise StudyError(source, key, f"unknown key; expected one of {', '.join(STUDY_KEYS)}")
@@ -311,14 +347,15 @@ def load_toml(text: str, source: str, default_name: str | None = None) -> Study:
             raise StudyError(source, f"variants.{vname}.recipe", str(e)) from None
     return Study(name=data.get("name", default_name), source=source, description=description,
                  settings=settings, grid=data.get("grid", {}),
-                 variants=variants, seeds=tuple(seeds), stages=tuple(stages))
+                 variants=variants, seeds=tuple(seeds), stages=tuple(stages),
+                 max_runs=max_runs)
 
 
-def load_file(path: str | Path) -> Study:
+def load_file(path: str | Path, max_runs: int | None = MAX_RUNS) -> Study:
     """Read a study from a TOML file (its name defaults to the file's stem)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
         raise StudyError(str(path), "file", f"cannot read: {e}") from None
-    return load_toml(text, str(path), default_name=path.stem)
+    return load_toml(text, str(path), default_name=path.stem, max_runs=max_runs)
