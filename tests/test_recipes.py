@@ -62,7 +62,9 @@ def test_make_specs_and_the_command_take_a_recipe_and_given_settings_win(tmp_pat
     assert spec.label == "acceleration-fast" and spec.optimizer == fast["optimizer"]
     assert spec.lr == tuple(fast["lr"]) and spec.loss == fast["loss"]
     (named,) = make_specs(recipe="acceleration-fast", lr="layerwise", weight_decay=0.1)
-    assert named.label == "layerwise" and named.weight_decay == 0.1
+    # the one label rule (studies/labels.py): the recipe, then what was set beyond it
+    assert named.label == "acceleration-fast lr=layerwise weight_decay=0.1"
+    assert named.weight_decay == 0.1
     assert named.muon_lr_ratio == fast["muon_lr_ratio"]
 
     out = tmp_path / "r"

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -51,7 +50,7 @@ from groklab.cli.settings import (
 from groklab.cli.shape import DFF, Activation, DHidden, DModel, NHeads, NLayers, shape_settings
 
 if TYPE_CHECKING:
-    from groklab.spec import RunSpec
+    pass
 
 
 def run(
@@ -208,7 +207,7 @@ def run(
         fail(str(e))
     refuse_ignored(specs, origin)
     specs, repeats = drop_repeats(specs)
-    specs = _labelled(specs, recipe, bundle if recipe is not None else None)
+    # labels: make_specs applies the one rule (studies/labels.py)
     if checkpoint_every < 0:
         fail(f"--checkpoint-every must be 0 or more, got {checkpoint_every}")
     runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort)
@@ -228,14 +227,6 @@ def run(
         rows = [r for r in store.runs() if r["id"] in ids]
     typer.echo(results_table(rows))
     typer.echo(f"{run_counts(counts)}; store: {out}/groklab.sqlite", err=True)
-
-
-def _labelled(specs: list[RunSpec], recipe: str | None,
-              bundle: Mapping[str, Any] | None) -> list[RunSpec]:
-    """The one label rule (studies/labels.py)."""
-    from groklab.studies.labels import label_runs
-
-    return label_runs(specs, recipe, bundle)
 
 
 def results(
