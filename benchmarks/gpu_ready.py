@@ -10,7 +10,7 @@ and bf16. On a CPU the same code runs in a reduced form (tests/test_gpu_ready.py
 steps, R = 1, 2) so it cannot rot unnoticed.
 
     python benchmarks/gpu_ready.py                  # CUDA: the full check
-    python benchmarks/gpu_ready.py --device cpu --steps 3 --sizes 1 2
+    python benchmarks/gpu_ready.py --device cpu --steps 3 --sizes 1 2 --small
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ FEATURES = {
     "orthograd": dict(grad_ortho=True),
     "muon": dict(optimizer="muon"),
 }
-BASE = dict(task="x_plus_y", p=97, steps=10_000, eval_every=100)
+BASE = dict(task="x_plus_y", p=97, steps=10_000, eval_every=100)  # the paper's model
 
 
 @contextlib.contextmanager
@@ -48,10 +48,11 @@ def no_sync(device: torch.device) -> Iterator[None]:
         torch.cuda.set_sync_debug_mode("default")
 
 
-def sync_free(feature: str, device: torch.device, steps: int, runs: int = 4) -> float:
+def sync_free(feature: str, device: torch.device, steps: int, runs: int = 4,
+              size: dict | None = None) -> float:
     """Train ``steps`` updates and evaluate once with ``feature`` on; returns the mean
     validation accuracy (read after the checked region)."""
-    specs = [RunSpec(**BASE, **FEATURES[feature], seed=s) for s in range(runs)]
+    specs = [RunSpec(**(BASE | (size or {})), **FEATURES[feature], seed=s) for s in range(runs)]
     state = CohortState(specs, device)
     state.step()  # the first step allocates and may warm caches: outside the check
     with no_sync(device):
@@ -61,9 +62,11 @@ def sync_free(feature: str, device: torch.device, steps: int, runs: int = 4) -> 
     return float(val["acc"].mean())
 
 
-def ms_per_run_step(runs: int, precision: str, device: torch.device, steps: int) -> float:
+def ms_per_run_step(runs: int, precision: str, device: torch.device, steps: int,
+                    size: dict | None = None) -> float:
     """Wall ms per run-step of a cohort of ``runs`` default runs."""
-    specs = [RunSpec(**BASE, seed=s, precision=precision) for s in range(runs)]
+    specs = [RunSpec(**(BASE | (size or {})), seed=s, precision=precision)
+             for s in range(runs)]
     state = CohortState(specs, device)
     for _ in range(3):
         state.step()
@@ -83,19 +86,22 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64, 128, 256])
     ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--small", action="store_true",
+                    help="p 11, width 16: the reduced form the test suite runs")
     args = ap.parse_args(argv)
+    size = dict(p=11, d_model=16, n_heads=2, batch_size=32) if args.small else None
     device = torch.device(args.device)
     out: dict = {"sync_free": {}, "scaling": {}}
     print(f"device {device}" + (f" ({torch.cuda.get_device_name()})"
                                 if device.type == "cuda" else ""))
     for feature in FEATURES:
-        acc = sync_free(feature, device, args.steps)
+        acc = sync_free(feature, device, args.steps, size=size)
         out["sync_free"][feature] = acc
         print(f"  {feature:18s} {args.steps} steps + 1 evaluation without a sync "
               f"(val acc {acc:.3f})")
     print("ms per run-step:   R " + " ".join(f"{r:>7d}" for r in args.sizes))
     for precision in args.precisions:
-        row = [ms_per_run_step(r, precision, device, max(3, args.steps // 10))
+        row = [ms_per_run_step(r, precision, device, max(3, args.steps // 10), size)
                for r in args.sizes]
         out["scaling"][precision] = dict(zip(args.sizes, row, strict=True))
         print(f"  {precision:16s}" + " ".join(f"{v:7.3f}" for v in row))

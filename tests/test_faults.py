@@ -39,7 +39,7 @@ def leftovers(out) -> list[str]:
     # beyond the listed one: the final weights (1.7 MB) with no checkpoints; the store
     # itself, when its write-ahead log outgrows the limit
     ("weights", ["--checkpoint-every", "0"], 1_000_000),
-    ("store", ["--d-model", "16", "--n-heads", "2", "--steps", "3000", "--eval-every", "1",
+    ("store", ["--d-model", "16", "--n-heads", "2", "--steps", "600", "--eval-every", "1",
                "--checkpoint-every", "0"], 90_000),
 ])
 def test_a_failed_write_is_one_line_and_the_runs_resume(tmp_path, what, args, limit):

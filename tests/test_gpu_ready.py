@@ -13,7 +13,7 @@ def test_the_gpu_readiness_script_runs_reduced_on_the_cpu(capsys):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     out = module.main(["--device", "cpu", "--steps", "2", "--sizes", "1", "2",
-                       "--precisions", "fp32"])
+                       "--precisions", "fp32", "--small"])
     assert sorted(out["sync_free"]) == sorted(module.FEATURES)
     assert all(0.0 <= v <= 1.0 for v in out["sync_free"].values())
     assert list(out["scaling"]["fp32"]) == [1, 2]

@@ -123,3 +123,29 @@ def test_with_one_slot_the_second_run_is_claimed_only_when_the_first_has_finishe
     with Store(tmp_path, create=False) as store:
         a, b = (next(r for r in store.runs() if r["id"] == s.run_id) for s in specs)
     assert b["started"] >= a["finished"]
+
+
+def test_leftovers_of_killed_processes_are_swept_once_their_runs_are_finished(tmp_path):
+    """A kill between a cohort's last run and its checkpoint's removal, or during a write,
+    leaves files nothing reads; the next call removes them (and keeps a live cohort's)."""
+    from groklab.engine.checkpoint import Checkpointer
+    from groklab.engine.runner import sweep_leftovers
+
+    specs = [RunSpec(**(BASE | dict(steps=8)), seed=s) for s in range(2)]
+    run_specs(specs, tmp_path, device="cpu", progress=False)
+    folder = tmp_path / "checkpoints"
+    stale = Checkpointer(folder / "cohort-0-dead.ckpt")
+    stale.save([specs[0].run_id], {"format": 2, "t": 4}, [[]], extra={"queue": [specs[1].run_id]})
+    live = Checkpointer(folder / "cohort-0-live.ckpt")
+    live.save(["not-finished-run"], {"format": 2, "t": 4}, [[]])
+    dead_tmp = folder / ".cohort-0-x.ckpt.999999999.tmp"
+    dead_tmp.write_bytes(b"partial")
+    os.utime(dead_tmp, (0, 0))
+    mine = tmp_path / "weights" / f".abc.safetensors.{os.getpid()}.tmp"
+    mine.write_bytes(b"being written")
+    os.utime(mine, (0, 0))
+    run_specs(specs, tmp_path, device="cpu", progress=False)  # all finished: sweeps
+    assert not stale.path.exists() and not dead_tmp.exists()
+    assert live.path.exists() and mine.exists()  # a run not finished; a live writer
+    with Store(tmp_path) as store:
+        assert sweep_leftovers(store) == []

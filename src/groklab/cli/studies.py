@@ -157,16 +157,28 @@ def _refuse_foreign_tasks(definition: Study, tasks: list[str] | None) -> None:
 
 
 def report(
-    path: Annotated[Path, typer.Argument(help="An output folder of `groklab study` or `run`.")],
+    paths: Annotated[list[Path], typer.Argument(
+        metavar="PATH [PATH]...", help="An output folder of `groklab study` or `run`; several: "
+        "one report of them all (needs --out), each run with its store.",
+        show_default=False)],
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", parser=folder, metavar="<path>", help="Write the report into this "
-        "folder instead of PATH (for a store you may not write to).")] = None,
+        "folder instead of PATH (for a store you may not write to; required with several "
+        "stores).")] = None,
 ) -> None:
     """Write report.md, report.html, summary.csv and figures/*.png into PATH (or --out)."""
     from groklab.report import write_report
+    from groklab.report.data import same_stores, shared_note
     from groklab.store import writable
 
-    read_store(path).close()  # a store to read: else one line, exit 2
+    if len(paths) > 1 and out is None:
+        fail(f"a report of {len(paths)} stores has no single home: give --out DIR")
+    for path in paths:
+        read_store(path).close()  # a store to read: else one line, exit 2
+    twice = same_stores(paths)
+    if twice:
+        fail(f"store {twice[1]} given twice (also as {twice[0]}); give each store once")
+    path = paths[0]
     target = path if out is None else out
     if out is not None:
         check_out_dir(out)
@@ -175,6 +187,9 @@ def report(
                                              "figures")):
         fail(f"cannot write the report into {path}: it is read-only; give --out DIR to "
              "write it elsewhere")
-    files = write_report(path, out=target)
+    files = write_report(paths if len(paths) > 1 else path, out=target)
+    note = shared_note(files.shared, limit=5)
+    if note:
+        typer.echo(f"groklab: {note}", err=True)
     typer.echo(f"{files.markdown}\n{files.html}\n{files.csv}\n{len(files.figures)} figure(s) "
                f"in {target / 'figures'}")

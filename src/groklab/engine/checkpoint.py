@@ -50,11 +50,24 @@ def checkpoint_path(root: str | Path, run_ids: Sequence[str]) -> Path:
     return Path(root) / CHECKPOINT_DIR / f"{key}.ckpt"
 
 
-def cohort_checkpoint_path(root: str | Path, spec: RunSpec) -> Path:
-    """Where the checkpoint of the slots of ``spec``'s cohort key lives (one per key: the
-    runs in its slots change as runs end and others join)."""
-    key = hashlib.sha256(repr(spec.cohort_key()).encode()).hexdigest()[:16]
-    return Path(root) / CHECKPOINT_DIR / f"cohort-{key}.ckpt"
+def _key(spec: RunSpec) -> str:
+    return hashlib.sha256(repr(spec.cohort_key()).encode()).hexdigest()[:16]
+
+
+def cohort_checkpoint_path(root: str | Path, spec: RunSpec, owner: str) -> Path:
+    """Where process ``owner`` checkpoints the slots of ``spec``'s cohort key (one file per
+    key and process: the runs in its slots change as runs end and others join, and two
+    processes may train one key side by side)."""
+    who = hashlib.sha256(owner.encode()).hexdigest()[:8]
+    return Path(root) / CHECKPOINT_DIR / f"cohort-{_key(spec)}-{who}.ckpt"
+
+
+def cohort_checkpoints(root: str | Path, spec: RunSpec) -> list[Path]:
+    """Every process's current checkpoint of ``spec``'s cohort key (not the previous ones,
+    which ``Checkpointer.load`` falls back to)."""
+    folder = Path(root) / CHECKPOINT_DIR
+    return [p for p in folder.glob(f"cohort-{_key(spec)}-*.ckpt")
+            if not p.name.endswith(".prev.ckpt")]
 
 
 def encode_curves(curves: Sequence[Sequence[EvalRow]]) -> list[list[list[Any]]]:

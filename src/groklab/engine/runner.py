@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 import time
 from collections import defaultdict
@@ -11,12 +12,16 @@ from typing import Any, Protocol
 
 import torch
 
+from groklab.claims import process_alive
 from groklab.engine.checkpoint import (
+    CHECKPOINT_DIR,
     EVERY_SECONDS,
     EVERY_STEPS,
     Checkpointer,
     cohort_checkpoint_path,
+    cohort_checkpoints,
     decode_curves,
+    read_checkpoint,
 )
 from groklab.engine.executor import Executor
 from groklab.engine.finish import Finisher
@@ -169,6 +174,8 @@ def run_specs(
             done += got["trained"]
             _advance(bar, done)
     bar.close()
+    if executor is None:
+        sweep_leftovers(store)
     if waiting:
         print(f"groklab: {waiting} run(s) wait for a parent run (init_from) that is not "
               "finished in this store with its weights saved; run again once it is",
@@ -241,27 +248,18 @@ def _train_queue(store: Store, todo: list[RunSpec], known: list[RunSpec], device
     checkpoint; at Ctrl-C its claimed runs are released as 'interrupted'."""
     by_id = {s.run_id: s for s in known}
     queue = StoreQueue(store, todo, device, feed)
-    checkpointer = Checkpointer(cohort_checkpoint_path(store.root, todo[0]), every, seconds)
+    # this process's checkpoint of the cohort; a resume may start from a gone one's
+    checkpointer = Checkpointer(cohort_checkpoint_path(store.root, todo[0], store.owner),
+                                every, seconds)
     checkpointing = every is not None or seconds is not None
-    resume = checkpointer.load(lambda saved: _resumable(saved, by_id, store)) \
-        if checkpointing else None
+    resume, adopted = (_adopt(store, todo[0], by_id, device, queue, every, seconds)
+                       if checkpointing else (None, None))
     if resume is not None:
         rows = list(resume["run_ids"])
-        active = {rows[i] for i in resume["state"]["index"]}  # the others had ended
-        finished = {rid for rid in [*rows, *resume.get("queue", [])]
-                    if rid not in active or store.status(rid) == "finished"}
-        queue.replay = finished
-        queue.specs += [by_id[rid] for rid in resume.get("queue", [])
-                        if rid in finished and rid in by_id]
-        claim = [by_id[rid] for rid in rows if rid not in finished]
-        got = store.begin(claim, device)
-        queue.claimed += [s.run_id for s in got]
-        now = time.perf_counter()
-        queue.started |= {rid: now for rid in rows}
         st = resume["state"]
         at = sorted({int(st["t"]) + int(o) for o in st["offset"]})
         where = f"step {at[0]}" if len(at) == 1 else f"steps {at[0]}–{at[-1]}"
-        print(f"groklab: resuming {len(rows)} run(s) from {where} ({checkpointer.path})",
+        print(f"groklab: resuming {len(rows)} run(s) from {where} ({adopted.path})",
               file=sys.stderr)
     finisher = Finisher(store, known, device)
     pending: dict[str, list[EvalRow]] = {}
@@ -311,7 +309,7 @@ def _train_queue(store: Store, todo: list[RunSpec], known: list[RunSpec], device
         left = [rid for rid in queue.claimed if store.status(rid) == "running"]
         store.release(left)
         kept = ("the cohort's last checkpoint is kept in " + str(checkpointer.path.parent)
-                if checkpointing and checkpointer.path.exists()
+                if checkpointing and (checkpointer.path.exists() or adopted is not None)
                 else "no checkpoint was written: they restart from step 0")
         print(f"groklab: interrupted: {len(left)} run(s) in training are recorded as "
               f"'interrupted' ({kept}); {ended['trained']} run(s) of this cohort finished "
@@ -323,7 +321,73 @@ def _train_queue(store: Store, todo: list[RunSpec], known: list[RunSpec], device
               "stop_patience to make early stop part of a run)", file=sys.stderr)
     if checkpointing:
         checkpointer.drop()
+        if adopted is not None:
+            adopted.drop()
     return ended | {"elsewhere": queue.elsewhere}
+
+
+def sweep_leftovers(store: Store, min_age_s: float = 5.0) -> list[Path]:
+    """Remove what killed processes left next to ``store`` and nothing will read: checkpoints
+    all of whose runs are finished (a kill between a cohort's last run and the checkpoint's
+    removal), and temporary files of checkpoint and weights writes whose process is gone
+    (older than ``min_age_s``). Returns the paths removed."""
+    removed: list[Path] = []
+    now = time.time()
+    host = socket.gethostname()
+    for folder in (store.root / CHECKPOINT_DIR, store.root / "weights"):
+        for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
+            pid = tmp.name.rsplit(".", 2)[-2]
+            if pid.isdigit() and now - tmp.stat().st_mtime > min_age_s \
+                    and not process_alive(f"{host}:{pid}:gone"):
+                tmp.unlink(missing_ok=True)
+                removed.append(tmp)
+    folder = store.root / CHECKPOINT_DIR
+    for path in sorted(folder.glob("*.ckpt")) if folder.is_dir() else []:
+        if path.name.endswith(".prev.ckpt") or not path.exists():
+            continue
+        try:
+            saved = read_checkpoint(path)
+        except (ValueError, OSError, RuntimeError, KeyError, EOFError):
+            continue  # not ours to judge: Checkpointer.load reports it when it is read
+        ids = [*saved.get("run_ids", []), *saved.get("queue", [])]
+        if ids and all(store.status(rid) == "finished" for rid in ids):
+            cp = Checkpointer(path)
+            removed += [p for p in (cp.path, cp.previous) if p.exists()]
+            cp.drop()
+    return removed
+
+
+def _adopt(store: Store, spec: RunSpec, by_id: dict[str, RunSpec], device: str,
+           queue: StoreQueue, every: int | None, seconds: float | None
+           ) -> tuple[dict | None, Checkpointer | None]:
+    """The newest checkpoint of this cohort key that a gone process left and whose runs this
+    call now holds (each process writes its own: ``cohort_checkpoint_path``), set up in
+    ``queue``: the runs that were training are claimed (all of them, or the checkpoint is
+    left to whoever holds the others), runs that had ended by then or finished since take
+    their rows again unrecorded (``replay``), and the checkpoint's queue goes first."""
+    found = sorted(cohort_checkpoints(store.root, spec), key=lambda p: p.stat().st_mtime,
+                   reverse=True)
+    for path in found:
+        cp = Checkpointer(path, every, seconds)
+        saved = cp.load(lambda saved: _resumable(saved, by_id, store))
+        if saved is None:
+            continue
+        rows, waiting = list(saved["run_ids"]), list(saved.get("queue", []))
+        active = {rows[i] for i in saved["state"]["index"]}  # the other rows had ended
+        done = {rid for rid in [*rows, *waiting] if store.status(rid) == "finished"}
+        replay = {rid for rid in rows if rid not in active} | done
+        claim = [by_id[rid] for rid in rows if rid not in replay]
+        got = store.begin(claim, device)
+        if len(got) < len(claim):  # another live process took some: not ours to continue
+            store.release([s.run_id for s in got])
+            continue
+        queue.replay = replay
+        queue.specs += [by_id[rid] for rid in waiting if rid in done and rid in by_id]
+        queue.claimed += [s.run_id for s in got]
+        now = time.perf_counter()
+        queue.started |= {rid: now for rid in rows}
+        return saved, cp
+    return None, None
 
 
 def _resumable(saved: dict, known: dict[str, RunSpec], store: Store) -> None:

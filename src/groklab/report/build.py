@@ -1,31 +1,45 @@
 """Assemble a store's report: report.md, a self-contained report.html, figures/, summary.csv.
 
-The entry points (``write_report``, ``summary_table``, ``load_studies``) open the store once,
-in ``load_studies``; every section reads the ``StudyData`` loaded there.
+The entry points (``write_report``, ``summary_table``, ``load_studies``) take one store's
+folder or several; each store is opened once, by ``data.load``, and every section reads the
+``StudyData`` loaded there. A report of several stores names each study's store, lists each
+study's runs with their store, adds a ``store`` column to summary.csv and says once which
+run ids are in more than one store (each counted once); a report of one store is as it
+always was.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from groklab.format import MISSING, WHOLE, number, setting
 from groklab.report.curriculum import curriculum_section, has_curricula
-from groklab.report.data import AD_HOC, StudyData, ignored_settings, read_studies
-from groklab.report.document import Block, Code, Heading, Paragraph, to_markdown
+from groklab.report.data import (
+    AD_HOC,
+    Loaded,
+    StudyData,
+    ignored_settings,
+    is_ad_hoc,
+    load,
+    shared_note,
+)
+from groklab.report.document import Block, Code, Heading, Paragraph, Table, to_markdown
 from groklab.report.grokking import grokking_section
 from groklab.report.html import to_html
+from groklab.report.listing import results_rows
 from groklab.report.lm import is_language_model_study, lm_section
 from groklab.report.measures import has_measures, measures_section
 from groklab.report.search import is_search, search_section
 from groklab.report.sections import Section, every_study, slug
 from groklab.report.tables import summarize
 from groklab.spec import RunSpec
-from groklab.store import Store
+from groklab.store import STORE_NAME
 from groklab.store.store import EARLIER_KEYS
 
 # Every report section, in report order (report/sections.py: the interface). Adding one is
@@ -47,53 +61,81 @@ class ReportFiles:
     html: Path
     csv: Path
     figures: list[Path]
+    # run id -> the stores holding it, when several stores share runs (data.Loaded.shared)
+    shared: dict[str, list[str]] = field(default_factory=dict)
 
 
-def load_studies(path: str | Path) -> list[StudyData]:
-    """Every study recorded in ``path``'s store (``data.read_studies``); the one place a
-    report opens the store."""
-    with Store(path, create=False) as store:
-        return read_studies(store)
+Paths = str | Path | Sequence[str | Path]  # one store's folder, or several
 
 
-def summary_table(path: str | Path) -> pd.DataFrame:
-    """Every study's summary (one row per study, task and configuration) from ``path``'s store."""
-    return _summaries(load_studies(path))
+def _paths(path: Paths) -> list[Path]:
+    return [Path(path)] if isinstance(path, str | Path) else [Path(p) for p in path]
 
 
-def _summaries(studies: list[StudyData]) -> pd.DataFrame:
-    parts = [summarize(s.runs).assign(study=s.name) for s in studies]
+def load_studies(path: Paths) -> list[StudyData]:
+    """Every study recorded in the store at ``path`` (or, merged, in the stores at several
+    paths: ``data.load``, the one place a report opens a store)."""
+    return load(_paths(path)).studies
+
+
+def summary_table(path: Paths) -> pd.DataFrame:
+    """Every study's summary (one row per study, task and configuration) from the store at
+    ``path`` (several: with a ``store`` column after ``study``)."""
+    return _summaries(load(_paths(path)))
+
+
+def _summaries(loaded: Loaded) -> pd.DataFrame:
+    several = len(loaded.stores) > 1
+    parts = [summarize(s.runs).assign(study=s.name, **({"store": s.store} if several else {}))
+             for s in loaded.studies]
     frame = pd.concat(parts, ignore_index=True)
-    return frame[["study", *[c for c in frame.columns if c != "study"]]]
+    first = ["study", "store"] if several else ["study"]
+    return frame[[*first, *[c for c in frame.columns if c not in first]]]
 
 
-def write_report(path: str | Path, out: str | Path | None = None) -> ReportFiles:
-    """Write the report of every study in ``path``'s store into ``out`` (default: ``path``
-    itself). The store is only read, so a read-only store reports into another folder."""
-    root = Path(path)
+def write_report(path: Paths, out: str | Path | None = None) -> ReportFiles:
+    """Write the report of every study in the store at ``path`` into ``out`` (default:
+    ``path`` itself). The store is only read, so a read-only store reports into another
+    folder. ``path`` may name several stores: one report of them all, into ``out`` (then
+    required: such a report has no single home)."""
+    paths = _paths(path)
+    if len(paths) > 1 and out is None:
+        raise ValueError("a report of several stores needs out (a folder for it)")
+    root = paths[0]
     target = root if out is None else Path(out)
-    studies = load_studies(root)
+    loaded = load(paths)
+    studies = loaded.studies
     (target / "figures").mkdir(parents=True, exist_ok=True)
-    blocks: list[Block] = [
-        Heading(f"groklab report: {root.resolve().name}", 1),
-        Paragraph(f"Store `{root / 'groklab.sqlite'}`; written "
-                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}. Cells: mean ± standard error over "
-                  "seeds (sample standard deviation / √n); a cell of one seed shows its "
-                  f"value alone; {MISSING}: no value."),
-    ]
+    cells = ("Cells: mean ± standard error over seeds (sample standard deviation / √n); a "
+             f"cell of one seed shows its value alone; {MISSING}: no value.")
+    written = time.strftime('%Y-%m-%d %H:%M:%S')
+    if len(paths) == 1:
+        title = f"groklab report: {root.resolve().name}"
+        blocks: list[Block] = [
+            Heading(title, 1),
+            Paragraph(f"Store `{root / 'groklab.sqlite'}`; written {written}. {cells}")]
+    else:
+        title = f"groklab report: {', '.join(p.resolve().name for p in paths)}"
+        stores = ", ".join(f"`{p / STORE_NAME}`" for p in paths)
+        blocks = [Heading(title, 1),
+                  Paragraph(f"Stores {stores}; written {written}. Each study comes from one "
+                            "store, named under its heading, and lists its runs; a study name "
+                            f"found in several stores is followed by its store. {cells}")]
+        note = shared_note(loaded.shared)
+        if note:
+            blocks.append(Paragraph(note + "."))
     pngs: list[Path] = []
     for study in studies:
         section, made = _study_section(study, target)
         blocks += section
         pngs += made
     csv = target / "summary.csv"
-    _summaries(studies).to_csv(csv, index=False)
+    _summaries(loaded).to_csv(csv, index=False)
     md = target / "report.md"
     md.write_text(to_markdown(blocks), encoding="utf-8")
     page = target / "report.html"
-    page.write_text(to_html(blocks, target, f"groklab report: {root.resolve().name}"),
-                    encoding="utf-8")
-    return ReportFiles(md, page, csv, pngs)
+    page.write_text(to_html(blocks, target, title), encoding="utf-8")
+    return ReportFiles(md, page, csv, pngs, loaded.shared)
 
 
 def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path]]:
@@ -102,6 +144,8 @@ def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path
     whole = next((s for s in SECTIONS if s.whole and s.applies(study)), None)
     definition = study.definition or {}
     blocks: list[Block] = [Heading(_title(study))]
+    if study.store is not None:
+        blocks.append(Paragraph(f"From store `{study.store}`."))
     if definition.get("earlier_version_of"):
         blocks.append(Paragraph(
             f"An earlier version of study `{definition['earlier_version_of']}`: its "
@@ -116,7 +160,7 @@ def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path
         blocks.append(Paragraph(f"Run with overrides: {changed}; seeds {seeds}."))
     blocks.append(Paragraph(_counts(study)))
     if whole is None and study.finished.empty:
-        return blocks + [Paragraph("No finished runs yet.")], []
+        return blocks + [Paragraph("No finished runs yet.")] + _runs(study), []
     prefix = root / "figures" / slug(study.name)
     made: list[Path] = []
     for section in [whole] if whole else [s for s in SECTIONS if s.applies(study)
@@ -124,14 +168,27 @@ def _study_section(study: StudyData, root: Path) -> tuple[list[Block], list[Path
         section_blocks, section_made = section.build(study, root, prefix)
         blocks += section_blocks
         made += section_made
-    return blocks + _settings(study), made
+    return blocks + _runs(study) + _settings(study), made
 
 
 def _title(study: StudyData) -> str:
-    """A study's heading; the runs of no study are named for the command that made them."""
-    if study.name == AD_HOC and study.definition is None:
-        return "Runs of `groklab run` (in no study)"
+    """A study's heading; the runs of no study are named for the command that made them
+    (and, where several stores have such runs, for their store)."""
+    if is_ad_hoc(study):
+        where = "" if study.name == AD_HOC else f" of store `{study.store}`"  # named apart
+        return f"Runs of `groklab run`{where} (in no study)"
     return f"Study `{study.name}`"
+
+
+def _runs(study: StudyData) -> list[Block]:
+    """In a report of several stores: the study's runs, one row each, with their store (the
+    columns of ``groklab results A B``); nothing in a report of one store."""
+    if study.store is None or study.runs.empty:
+        return []
+    rows = [{**r, "label": r["config"]} for r in study.runs.to_dict("records")]
+    columns, cells = results_rows(rows)
+    frame = pd.DataFrame(cells, columns=columns).set_index(columns[0])
+    return [Table(frame, "Runs (with the store each was read from)")]
 
 
 def _counts(study: StudyData) -> str:
@@ -144,6 +201,9 @@ def _counts(study: StudyData) -> str:
                  else "the study")
         text += (f"; {unfinished + study.pending} not finished (run {again} again to "
                  "resume; tables and figures show finished runs only)")
+    if study.elsewhere:
+        text += (f"; {study.elsewhere} more counted under another store (the same run id, "
+                 "counted once)")
     return text + "."
 
 

@@ -1,11 +1,12 @@
 """The HTML page's interactive curve figures: plotly figure specifications (plain dicts).
 
 Each interactive figure mirrors a PNG of report/figures.py panel for panel, but draws every
-run's own curve (thin; hover: run id, label, seed, step and value) beside the mean over its
-configuration's seeds (thick), in the configuration's PNG colour. Legend entries are
-configurations: a click hides or shows the whole group. Buttons switch the step axis and
-the value axes between log and linear. report/html.py embeds the specifications with
-plotly.js (inline, once per page); the PNGs stay for report.md and README.
+run's own curve (thin; hover: run id, label, seed, its store in a report of several stores,
+step and value) beside the mean over its configuration's seeds (thick), in the
+configuration's PNG colour. Legend entries are configurations: a click hides or shows the
+whole group. Buttons switch the step axis and the value axes between log and linear.
+report/html.py embeds the specifications with plotly.js (inline, once per page); the PNGs
+stay for report.md and README.
 
 Arrays travel as plotly's typed-array objects (``{"dtype", "bdata"}``: base64 of
 little-endian float32 values, or of int32 steps), and evenly spaced steps as ``x0``/``dx``,
@@ -90,8 +91,10 @@ def _traces(line: Line, axes: tuple[str, str], palette: dict, shown: set[str]) -
         color = _hex(palette[config])
         ordered = runs.sort_values(["seed", "run_id", "step"])
         for run_id, run in ordered.groupby("run_id", sort=False):
+            store = (f"<br>store {_text(run['store'].iloc[0])}" if "store" in run.columns
+                     else "")  # a report of several stores
             hover = (f"run {_text(run_id)}<br>{_text(config)}<br>seed {_text(run['seed'].iloc[0])}"
-                     f"<br>step %{{x}}<br>{_text(line.name)}: %{{y:.4g}}<extra></extra>")
+                     f"{store}<br>step %{{x}}<br>{_text(line.name)}: %{{y:.4g}}<extra></extra>")
             out.append({"type": "scatter", "mode": "lines", "name": config,
                         "legendgroup": config, "showlegend": False, "xaxis": axes[0],
                         "yaxis": axes[1], "line": {"color": color, "width": 1, "dash": dash},

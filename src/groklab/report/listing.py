@@ -7,7 +7,8 @@ there: the grokking metrics (accuracies, steps to 99 %, the grokking delay) for 
 tasks, the losses for language models (task ``text``); ``store`` (first) when the rows carry
 the store they come from (``groklab results A B``), ``study`` (before ``label``) when some
 row belongs to a study; ``last_step`` and ``last_val_acc`` (after ``steps``: where a run got
-to, its last evaluation) when a run shown is not finished and has evaluated. Every missing
+to, its last evaluation) when a run shown is not finished and has evaluated (a report of
+several stores lists each study's runs with these columns too). Every missing
 number (a step never reached, a run not finished) is ``format.MISSING``; accuracies and
 losses have four decimals, steps are whole numbers.
 """
@@ -65,14 +66,21 @@ def cell(column: str, value: Any) -> str:
     return str(value)
 
 
+def results_rows(runs: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The results table of ``runs`` (``Store.runs()`` rows) as its columns and its rows of
+    cell texts, sorted (``sort_runs``); a report of several stores shows them as a table."""
+    columns = result_columns(runs)
+    rows = [[cell(c, None if c in PROGRESS and r.get("status") == "finished" else r.get(c))
+             for c in columns] for r in sort_runs(runs)]
+    return columns, rows
+
+
 def results_table(runs: Sequence[Mapping[str, Any]]) -> str:
     """The text table of ``runs`` (``Store.runs()`` rows): a header line, one line per run,
     columns separated by two spaces, numbers right-aligned; "no runs" when empty."""
     if not runs:
         return "no runs"
-    columns = result_columns(runs)
-    rows = [[cell(c, None if c in PROGRESS and r.get("status") == "finished" else r.get(c))
-             for c in columns] for r in sort_runs(runs)]
+    columns, rows = results_rows(runs)
     widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
     left = {"store", "id", "task", "model", "study", "label", "status"}
 

@@ -73,7 +73,7 @@ def not_a_store(path: str | Path) -> str | None:
     """What the existing file ``path`` is, when its bytes alone show it cannot be a store
     ("an empty file (0 bytes)", "a text file, not a SQLite database", "a truncated SQLite
     database ..."); None when it may be one (SQLite then looks inside). Reads at most 100
-    bytes; writes nothing."""
+    bytes (and the size of its write-ahead log); writes nothing."""
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
@@ -91,7 +91,12 @@ def not_a_store(path: str | Path) -> str | None:
     page = 65536 if page == 1 else page
     pages = int.from_bytes(head[28:32], "big")
     declared = pages * page if pages and head[24:28] == head[92:96] else 0
-    if page < 512 or size % page or size < declared:
+    # a write-ahead log with pages in it: the file may be shorter than its header says (a
+    # checkpoint, copying the log into the file, cut short by a full disk); SQLite reads
+    # those pages from the log, and its quick_check judges the whole (Store._refuse_foreign)
+    wal = path.with_name(path.name + "-wal")
+    logged = wal.is_file() and wal.stat().st_size > 0
+    if page < 512 or (not logged and (size % page or size < declared)):
         return (f"a truncated or damaged SQLite database ({size} bytes"
                 + (f"; its header says {declared}" if declared else "") + ")")
     return None
