@@ -1,10 +1,10 @@
 """Throughput of slots over a queue vs fixed cohorts, on a study whose runs end at very
 different times (docs/design.md, decision 15).
 
-The workload: ``--runs`` runs of x_plus_y at ``--p`` with one stop rule (val acc > 0.99 for
-``--patience`` evaluations), half of them with the acceleration-adamw recipe's settings (they
-grok and stop early), half the baseline (they train to the budget). Both halves share one
-cohort key, interleaved by seed.
+The workload: ``--runs`` runs of x_plus_y at ``--p`` with the acceleration-fast recipe (Muon,
+StableMax, Grokfast EMA) and one stop rule (val acc > 0.99 for ``--patience`` evaluations);
+even seeds at the recipe's rates (they grok and stop early: about step 360 at p 59, width
+64), odd seeds at a tenth of them (they train to the budget). All share one cohort key.
 
 - ``cohorts`` (how groklab trained before slots): the runs in fixed cohorts of ``--slots``,
   one after another; a cohort ends when its slowest run does.
@@ -14,7 +14,7 @@ Each mode trains into its own fresh store; the script prints wall time, runs fin
 hour, their ratio, and the largest difference between the two modes' per-run curves (the same
 runs, trained beside other mates: float rounding only).
 
-    OMP_NUM_THREADS=2 python benchmarks/slots_throughput.py --runs 24 --slots 8 --p 59
+    OMP_NUM_THREADS=2 python benchmarks/slots_throughput.py --runs 16 --slots 4 --p 59
 """
 
 from __future__ import annotations
@@ -28,19 +28,22 @@ from pathlib import Path
 import torch
 
 from groklab.engine import run_specs
+from groklab.engine.state import CohortState
+from groklab.recipes import recipe
 from groklab.spec import RunSpec
 from groklab.store import Store
 
-RECIPE = dict(lr=(2.06e-3, 3.68e-3, 2.48e-3), weight_decay=0.465, warmup=42, loss="stablemax",
-              grad_ortho=True, embedding_lr="adaptive")
+UPDATES = [0]  # cohort updates (CohortState.step calls), counted per mode
 
 
 def workload(args: argparse.Namespace) -> list[RunSpec]:
+    settings = dict(recipe("acceleration-fast").settings)
+    lr = tuple(settings.pop("lr"))
     base = dict(task="x_plus_y", p=args.p, steps=args.steps, eval_every=args.eval_every,
-                stop_val_acc=0.99, stop_patience=args.patience, d_model=args.d_model)
-    return [RunSpec(**base, seed=s, **(RECIPE if s % 2 == 0 else {}),
-                    lr_name="acceleration-adamw" if s % 2 == 0 else "baseline")
-            for s in range(args.runs)]
+                stop_val_acc=0.99, stop_patience=args.patience, d_model=args.d_model,
+                **settings)
+    return [RunSpec(**base, seed=s, lr=lr if s % 2 == 0 else tuple(x / 10 for x in lr),
+                    lr_name="fast" if s % 2 == 0 else "slow") for s in range(args.runs)]
 
 
 def train(specs: list[RunSpec], out: Path, mode: str, slots: int) -> float:
@@ -61,15 +64,24 @@ def curves(out: Path) -> dict[str, torch.Tensor]:
                 for r in store.runs()}
 
 
+def _counting(step):  # noqa: ANN001, ANN202
+    def counted(self):  # noqa: ANN001, ANN202
+        UPDATES[0] += 1
+        return step(self)
+
+    return counted
+
+
 def main() -> None:
+    CohortState.step = _counting(CohortState.step)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=24)
-    ap.add_argument("--slots", type=int, default=8)
+    ap.add_argument("--runs", type=int, default=16)
+    ap.add_argument("--slots", type=int, default=4)
     ap.add_argument("--p", type=int, default=59)
-    ap.add_argument("--d-model", type=int, default=128)
-    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--d-model", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--eval-every", type=int, default=20)
-    ap.add_argument("--patience", type=int, default=5)
+    ap.add_argument("--patience", type=int, default=3)
     args = ap.parse_args()
     specs = workload(args)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -79,12 +91,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for mode in ("cohorts", "slots"):
             out = Path(tmp) / mode
+            UPDATES[0] = 0
             walls[mode] = train(specs, out, mode, args.slots)
+            updates = UPDATES[0]
             got[mode] = curves(out)
             ends = sorted(len(c) * args.eval_every for c in got[mode].values())
             print(f"{mode:8s} {walls[mode]:8.1f} s  {3600 * len(specs) / walls[mode]:8.1f} "
-                  f"runs/h   (runs ended at steps {ends[0]}..{ends[-1]}, median "
-                  f"{ends[len(ends) // 2]})")
+                  f"runs/h  {updates} cohort updates  (runs ended at steps "
+                  f"{ends[0]}..{ends[-1]}, median {ends[len(ends) // 2]})")
     diff = max(float((got["slots"][k] - got["cohorts"][k]).abs().max()) for k in got["slots"])
     same_len = all(len(got["slots"][k]) == len(got["cohorts"][k]) for k in got["slots"])
     print(f"throughput ratio slots/cohorts: {walls['cohorts'] / walls['slots']:.2f}x; "
