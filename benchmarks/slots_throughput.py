@@ -46,14 +46,14 @@ def workload(args: argparse.Namespace) -> list[RunSpec]:
                     lr_name="fast" if s % 2 == 0 else "slow") for s in range(args.runs)]
 
 
-def train(specs: list[RunSpec], out: Path, mode: str, slots: int) -> float:
+def train(specs: list[RunSpec], out: Path, mode: str, slots: int, device: str) -> float:
     t0 = time.perf_counter()
     if mode == "slots":
-        run_specs(specs, out, device="cpu", progress=False, slots=slots,
+        run_specs(specs, out, device=device, progress=False, slots=slots,
                   checkpoint_every=None, checkpoint_seconds=None)
     else:
         for i in range(0, len(specs), slots):
-            run_specs(specs[i:i + slots], out, device="cpu", progress=False,
+            run_specs(specs[i:i + slots], out, device=device, progress=False,
                       checkpoint_every=None, checkpoint_seconds=None)
     return time.perf_counter() - t0
 
@@ -82,6 +82,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--eval-every", type=int, default=20)
     ap.add_argument("--patience", type=int, default=3)
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
     args = ap.parse_args()
     specs = workload(args)
     print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
@@ -92,7 +93,7 @@ def main() -> None:
         for mode in ("cohorts", "slots"):
             out = Path(tmp) / mode
             UPDATES[0] = 0
-            walls[mode] = train(specs, out, mode, args.slots)
+            walls[mode] = train(specs, out, mode, args.slots, args.device)
             updates = UPDATES[0]
             got[mode] = curves(out)
             ends = sorted(len(c) * args.eval_every for c in got[mode].values())
