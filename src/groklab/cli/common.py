@@ -81,6 +81,15 @@ def check_device(device: str | None) -> str:
     return device
 
 
+def key_value(pair: str, flag: str) -> tuple[str, str]:
+    """``KEY=VALUE`` split at its first ``=`` (one line naming ``flag``, exit 2, otherwise)."""
+    key, sep, text = pair.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        fail(f"{flag} {pair!r}: use KEY=VALUE")
+    return key, text
+
+
 def parse_settings(pairs: list[str] | None) -> dict[str, object]:
     """``--set key=value`` pairs -> settings; values are TOML (``1e-3``, ``"cosine"``, ``[1, 2]``)
     and fall back to plain text (``--set lr_schedule=cosine``); a setting that holds a name
@@ -93,10 +102,7 @@ def parse_settings(pairs: list[str] | None) -> dict[str, object]:
     out: dict[str, object] = {}
     typed: dict[str, str] = {}
     for pair in pairs or []:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            fail(f"--set {pair!r}: use KEY=VALUE")
+        key, text = key_value(pair, "--set")
         if key not in RunSpec.model_fields or key in ("seed", "lr_name"):
             known = [k for k in RunSpec.model_fields if k not in ("seed", "lr_name")]
             fail(f"--set {key}: unknown run setting{did_you_mean(key, known)}; known: "

@@ -21,7 +21,7 @@ from typing import Annotated, Any
 
 import typer
 
-from groklab.cli.common import fail, parse_settings
+from groklab.cli.common import fail, key_value, parse_settings
 from groklab.registry import did_you_mean
 
 STATUSES = ("finished", "running", "interrupted", "stopped")
@@ -59,10 +59,7 @@ def parse_filters(studies: Sequence[str] | None, statuses: Sequence[str] | None,
     value its setting cannot take) is one line, exit 2."""
     wanted: dict[str, Any] = {}
     for pair in where or []:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            fail(f"--where {pair!r}: use KEY=VALUE")
+        key, text = key_value(pair, "--where")
         wanted[key] = setting_value(key, text, "--where")
     return Filters(tuple(dict.fromkeys(studies or [])), tuple(dict.fromkeys(statuses or [])),
                    wanted)
