@@ -4,15 +4,14 @@ afterwards is 'interrupted' (released: another invocation may take them at once)
 invocation resumes them (engine/runner.py, store.release)."""
 
 import pytest
-from conftest import groklab, results_json
+from conftest import groklab, results_json, tiny
 
 from groklab.engine import run_specs
 from groklab.format import MISSING
 from groklab.spec import RunSpec
 from groklab.store import Store
 
-TINY = dict(task="x_plus_y", p=7, d_model=16, n_heads=2, steps=40, batch_size=16,
-            eval_every=10)
+BASE = tiny("warmup", p=7, steps=40, eval_every=10)  # the settings RUN gives
 RUN = ["run", "--task", "x_plus_y", "--p", "7", "--steps", "40", "--batch-size", "16",
        "--set", "d_model=16", "--set", "n_heads=2", "--seeds", "2", "--no-progress"]
 
@@ -27,7 +26,7 @@ def ctrl_c_at(step: int):
 
 
 def test_ctrl_c_from_a_hook_leaves_runs_interrupted_and_says_how_to_resume(tmp_path, capsys):
-    specs = [RunSpec(**TINY, seed=s) for s in (0, 1)]
+    specs = [RunSpec(**BASE, seed=s) for s in (0, 1)]
     with pytest.raises(KeyboardInterrupt):
         run_specs(specs, tmp_path, device="cpu", progress=False, hooks=[ctrl_c_at(20)])
     err = capsys.readouterr().err
@@ -50,26 +49,25 @@ def test_ctrl_c_from_a_hook_leaves_runs_interrupted_and_says_how_to_resume(tmp_p
 
 def test_ctrl_c_in_the_command_keeps_the_checkpoint_and_the_next_run_resumes(
         tmp_path, monkeypatch):
-    from groklab.engine import runner
+    from groklab.engine import executor
+    from groklab.engine.slots import Evaluated
 
-    real = runner.train_slots
+    real = executor.slot_life
 
-    def interrupted(queue, slots, device, *, on_eval, **kw):
-        def stop(rows):
-            on_eval(rows)
-            if rows[0][1].step == 30:
+    def interrupted(*args, **kw):  # a Ctrl-C once the evaluation at step 30 is recorded
+        for event in real(*args, **kw):
+            yield event
+            if isinstance(event, Evaluated) and event.rows[0][1].step == 30:
                 raise KeyboardInterrupt
 
-        return real(queue, slots, device, on_eval=stop, **kw)
-
     out = tmp_path / "out"
-    monkeypatch.setattr(runner, "train_slots", interrupted)
+    monkeypatch.setattr(executor, "slot_life", interrupted)
     proc = groklab(*RUN, "--checkpoint-every", "20", "--out", str(out), check=False)
     assert proc.returncode == 130
     assert (f"the cohort's last checkpoint is kept in {out / 'checkpoints'}" in proc.stderr
             and "resume" in proc.stderr.splitlines()[-1])
     assert [r["status"] for r in results_json(out)] == ["interrupted"] * 2
-    monkeypatch.setattr(runner, "train_slots", real)
+    monkeypatch.setattr(executor, "slot_life", real)
     again = groklab(*RUN, "--checkpoint-every", "20", "--out", str(out))
     assert "resuming 2 run(s) from step 20" in again.stderr
     assert "2 run(s) trained here" in again.stderr

@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 from groklab.cli import main
 from groklab.engine import run_specs
+from groklab.engine.recorder import Recorder
 from groklab.integrations.ray_executor import RayExecutor
 from groklab.spec import RunSpec
 from groklab.store import Store
@@ -130,3 +131,79 @@ def test_the_executor_flags(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'groklab[ray]'" in err[0]
     assert not (tmp_path / "o").exists()
+
+
+def test_a_killed_worker_resumes_from_the_last_checkpoint(local_ray, in_process, tmp_path):
+    # checkpoints every 4 updates: the task killed at step 8 starts again from one, not 0
+    marker, out = tmp_path / "worker.pid", tmp_path / "out"
+    killed: list[int] = []
+
+    def killer():
+        deadline = time.monotonic() + 120
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.2)
+        killed.append(int(marker.read_text()))
+        os.kill(killed[0], signal.SIGKILL)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    resumed: list[int] = []
+    real = Recorder.restart
+
+    def restart(self):
+        saved = real(self)
+        resumed.append(-1 if saved is None else int(saved["clock"]))
+        return saved
+
+    Recorder.restart = restart
+    try:
+        counts = run_specs(study_specs(), out, device="cpu", progress=False,
+                           checkpoint_every=4, hooks=[KillOnce(str(marker))],
+                           executor=RayExecutor(cpus_per_cohort=1))
+    finally:
+        Recorder.restart = real
+    thread.join(5)
+    assert killed and resumed and resumed[0] >= 4  # from a checkpoint
+    assert counts["trained"] == 6
+    assert snapshot(out) == in_process
+    assert not (out / "checkpoints").exists()  # removed once its runs finished
+
+
+def test_ctrl_c_on_ray_resumes_in_process(
+        local_ray, in_process, tmp_path, monkeypatch, capsys):
+    """A Ctrl-C on the driver releases the runs as interrupted with the checkpoint kept, and
+    the in-process executor resumes it into the same store."""
+    real = Recorder.on_snapshot
+    snapshots: list[int] = []
+
+    def interrupt_at_second(self, snap):
+        real(self, snap)
+        snapshots.append(snap.extra["clock"])
+        if len(snapshots) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(Recorder, "on_snapshot", interrupt_at_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_specs(study_specs(), tmp_path, device="cpu", progress=False, checkpoint_every=4,
+                  executor=RayExecutor(cpus_per_cohort=1))
+    with Store(tmp_path, create=False) as store:
+        statuses = {r["id"]: r["status"] for r in store.runs()}
+    assert "interrupted" in statuses.values()
+    assert "the cohort's last checkpoint is kept" in capsys.readouterr().err
+    monkeypatch.setattr(Recorder, "on_snapshot", real)
+    run_specs(study_specs(), tmp_path, device="cpu", progress=False, checkpoint_every=4)
+    assert "resuming" in capsys.readouterr().err
+    assert snapshot(tmp_path) == in_process
+
+
+def test_a_run_ends_by_itself_on_ray(local_ray, tmp_path):
+    specs = [RunSpec(**dict(TINY, steps=400), seed=1, stop_val_acc=0.0, stop_patience=1),
+             RunSpec(**dict(TINY, steps=400), seed=2)]
+    run_specs(specs, tmp_path, device="cpu", progress=False,
+              executor=RayExecutor(cpus_per_cohort=1))
+    with Store(tmp_path, create=False) as store:
+        early, late = ({r["id"]: r for r in store.runs()}[s.run_id] for s in specs)
+        assert store.curve(specs[0].run_id)[-1].step < 400
+    assert early["status"] == late["status"] == "finished"
+    assert early["finished"] < late["finished"] and early["wall_s"] < late["wall_s"]

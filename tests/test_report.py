@@ -8,7 +8,8 @@ from conftest import groklab
 from PIL import Image
 
 import groklab as gl
-from groklab.engine import runner
+from groklab.engine import executor
+from groklab.engine.slots import Evaluated
 from groklab.records import EvalRow
 from groklab.report import load_studies, write_report
 from groklab.spec import RunSpec
@@ -47,22 +48,17 @@ def study_file(tmp_path):
 
 def interrupt_second_cohort(monkeypatch):
     """Let the first cohort finish; stop the second after three evaluations (a Ctrl-C)."""
-    real = runner.train_slots
+    real = executor.slot_life
     calls = []
 
-    def flaky(queue, slots, device, *, on_eval, **kw):
+    def flaky(queue, *args, **kw):
         calls.append(len(queue.pending()))
-        if len(calls) == 1:
-            return real(queue, slots, device, on_eval=on_eval, **kw)
-
-        def stop(rows):
-            on_eval(rows)
-            if rows[0][1].step == 30:
+        for event in real(queue, *args, **kw):
+            yield event
+            if len(calls) > 1 and isinstance(event, Evaluated) and event.rows[0][1].step == 30:
                 raise KeyboardInterrupt
 
-        return real(queue, slots, device, on_eval=stop, **kw)
-
-    monkeypatch.setattr(runner, "train_slots", flaky)
+    monkeypatch.setattr(executor, "slot_life", flaky)
     return calls
 
 

@@ -81,20 +81,14 @@ def decode_curves(rows: Sequence[Sequence[Sequence[Any]]]) -> list[list[EvalRow]
 
 
 @dataclass
-class Checkpointer:
-    """Writes, finds and removes one cohort's checkpoints (see the module docstring)."""
+class CheckpointPolicy:
+    """When a checkpoint is due: every ``every_steps`` updates of the cohort or
+    ``every_seconds`` seconds since the last one, whichever comes first (None: never)."""
 
-    path: Path
     every_steps: int | None = EVERY_STEPS
     every_seconds: float | None = EVERY_SECONDS
-    saves: int = 0
-    save_seconds: float = 0.0  # time spent writing, for the overhead per step
     _last_t: int = 0
     _last_time: float = field(default_factory=time.monotonic)
-
-    @property
-    def previous(self) -> Path:
-        return self.path.with_name(self.path.name.removesuffix(".ckpt") + ".prev.ckpt")
 
     def due(self, t: int) -> bool:
         """Whether a checkpoint is due after update ``t``."""
@@ -102,6 +96,26 @@ class Checkpointer:
             return True
         return (self.every_seconds is not None
                 and time.monotonic() - self._last_time >= self.every_seconds)
+
+    def mark(self, t: int) -> None:
+        """A checkpoint was taken after update ``t``."""
+        self._last_t = t
+        self._last_time = time.monotonic()
+
+
+class Checkpointer(CheckpointPolicy):
+    """Writes, finds and removes one cohort's checkpoints (see the module docstring)."""
+
+    def __init__(self, path: str | Path, every_steps: int | None = EVERY_STEPS,
+                 every_seconds: float | None = EVERY_SECONDS):
+        super().__init__(every_steps, every_seconds)
+        self.path = Path(path)
+        self.saves = 0
+        self.save_seconds = 0.0  # time spent writing, for the overhead per step
+
+    @property
+    def previous(self) -> Path:
+        return self.path.with_name(self.path.name.removesuffix(".ckpt") + ".prev.ckpt")
 
     def save(self, run_ids: Sequence[str], state_dict: dict,
              curves: Sequence[Sequence[EvalRow]], extra: dict | None = None) -> None:
@@ -126,8 +140,7 @@ class Checkpointer:
             os.replace(tmp, self.path)
         finally:
             tmp.unlink(missing_ok=True)
-        self._last_t = int(extra.get("clock", state_dict["t"]))
-        self._last_time = time.monotonic()
+        self.mark(int(extra.get("clock", state_dict["t"])))
         self.saves += 1
         self.save_seconds += time.perf_counter() - t0
 
@@ -150,8 +163,7 @@ class Checkpointer:
                 reason = str(e).splitlines()[0] if str(e) else type(e).__name__
                 print(f"groklab: ignoring checkpoint {path}: {reason}", file=sys.stderr)
                 continue
-            self._last_t = int(saved.get("clock", saved["state"]["t"]))
-            self._last_time = time.monotonic()
+            self.mark(int(saved.get("clock", saved["state"]["t"])))
             return saved
         return None
 

@@ -1,29 +1,101 @@
-"""Executors: where a generation's cohorts train (docs/design.md, decision 11).
+"""Executors: where the runs of a generation train (docs/design.md, decisions 11 and 15).
 
-The runner (engine/runner.py) plans cohorts and, by default, trains them one by one in its
-own process. An ``Executor`` given to ``run_specs`` (``run_study``, ``tune``) takes a
-generation's cohorts instead: it claims their runs in the store, has them trained wherever it
-likes (groklab/integrations/ray_executor.py: Ray tasks on a cluster), and records each
-finished cohort from the driver through the one finishing path (engine/finish.py): only the
-driver writes the store.
+The runner (engine/runner.py) plans a generation's runs by cohort key (``KeyWork``) and gives
+them to an executor. Every executor gives each key the same life: a slot life over a queue
+(engine/slots.py), its events recorded by one ``Recorder`` (engine/recorder.py) in the
+process that holds the store: each run claimed as it takes a slot, finished the moment it
+ends, checkpoints written and adopted, Ctrl-C releasing the runs as 'interrupted' with the
+checkpoint kept for the next invocation. Executors differ only in where the life runs:
+
+- ``InProcess`` (the default): here, one key after another;
+- ``RayExecutor`` (groklab/integrations/ray_executor.py): each key's life is a Ray task
+  whose events stream back to this process, all keys at once, a lost task resumed from its
+  last checkpoint.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence, Set
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from groklab.engine.hooks import Hook
+from groklab.engine.parents import load_parents
+from groklab.engine.recorder import Feed, Recorder, Tally
+from groklab.engine.slots import slot_life
 from groklab.spec import RunSpec
 from groklab.store import Store
 
 
-class Executor(Protocol):
-    """Trains a generation's cohorts into ``store``; returns how many runs it trained."""
+@dataclass
+class KeyWork:
+    """The runs of one cohort key to train: ``todo`` (not finished, parents ready), in
+    ``slots`` slots; ``known``: every run of the key the call names (a checkpoint may hold
+    runs that finished since)."""
 
-    def train(self, store: Store, cohorts: list[list[RunSpec]], device: str, *,
-              compile: bool, hooks: Sequence[Hook], on_done: Callable[[int], None],
-              keep_optimizer: Set[str] = frozenset()) -> int:
-        """``keep_optimizer``: ids of runs whose final optimiser state must be saved (a child
-        carries it: ``init_optimizer = "carried"``)."""
-        ...
+    todo: list[RunSpec]
+    known: list[RunSpec]
+    slots: int
+    desc: str = ""
+
+
+@dataclass
+class Options:
+    """How to train: compiled or not, external hooks, which runs' final optimiser state to
+    keep (their children carry it), the checkpoint policy (both None: none), per-cohort
+    progress bars, and a ``feed`` that gives more runs as slots free (in process only)."""
+
+    compile: bool = False
+    hooks: Sequence[Hook] = ()
+    keep_optimizer: set[str] = field(default_factory=set)
+    every: int | None = None
+    seconds: float | None = None
+    progress: bool = True
+    feed: Feed | None = None
+
+
+class Executor(Protocol):
+    """Trains ``work`` into ``store`` (claiming, recording and finishing every run through
+    a ``Recorder``); returns the counts ``trained``, ``stopped`` and ``elsewhere``."""
+
+    def train(self, store: Store, work: list[KeyWork], device: str, options: Options,
+              tally: Tally) -> dict[str, int]: ...
+
+
+def add_counts(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
+    return {k: total.get(k, 0) + more.get(k, 0) for k in {*total, *more}}
+
+
+class InProcess:
+    """Trains each key's slot life in this process, one key after another."""
+
+    def train(self, store: Store, work: list[KeyWork], device: str, options: Options,
+              tally: Tally) -> dict[str, int]:
+        counts = {"trained": 0, "stopped": 0, "elsewhere": 0}
+        for w in work:
+            tally.bar.set_description_str(f"runs, cohort {w.desc}")
+            rec = Recorder(store, w.todo, w.known, device, tally, every=options.every,
+                           seconds=options.seconds, feed=options.feed)
+            events = slot_life(
+                rec.queue, w.slots, device,
+                parents_for=lambda specs: load_parents(store.root, specs),
+                keep_optimizer=sorted(options.keep_optimizer), progress=options.progress,
+                desc=w.desc, compile=options.compile, hooks=options.hooks,
+                checkpoint=rec.checkpointer if rec.checkpointing else None,
+                interruptible=rec.checkpointing, resume=rec.resume, known=rec.by_id,
+                total_runs=len(w.todo))
+            try:
+                for event in events:
+                    rec.handle(event)
+            except KeyboardInterrupt:
+                tally.bar.close()
+                print(rec.interrupted(), file=sys.stderr)
+                raise
+            finally:
+                events.close()
+            rec.close()
+            counts = add_counts(counts, rec.counts())
+            tally.base += rec.trained
+            tally.fraction.clear()
+        return counts

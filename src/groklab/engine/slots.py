@@ -28,8 +28,10 @@ after the checkpoint are trained again in their place without being recorded twi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Protocol
+import time
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
@@ -96,6 +98,46 @@ def compact_due(idle: int, rows: int, waiting: bool, device: torch.device) -> bo
     return device.type == "cpu" or waiting or 2 * idle >= rows
 
 
+@dataclass
+class Evaluated:
+    """An evaluation of the runs ``rows`` names (each with its row)."""
+
+    rows: list[tuple[RunSpec, EvalRow]]
+
+
+@dataclass
+class Ended:
+    """A run's end (finished or retired; ``end.stopped``: by an external hook) with its whole
+    curve."""
+
+    spec: RunSpec
+    end: RunEnd
+    curve: list[EvalRow]
+    wall_s: float  # since it took its slot (or since the life resumed it)
+
+
+@dataclass
+class Snapshot:
+    """A checkpoint of the slots: the runs in their rows, the state, their curves so far and
+    ``extra`` (the queue, the cohort's update count, the curves of runs already ended)."""
+
+    run_ids: list[str]
+    state: dict
+    curves: list[list[EvalRow]]
+    extra: dict
+
+
+Event = Evaluated | Ended | Snapshot
+
+
+class CheckpointDue(Protocol):
+    """When a checkpoint is due (engine/checkpoint.py, ``CheckpointPolicy``)."""
+
+    def due(self, t: int) -> bool: ...
+
+    def mark(self, t: int) -> None: ...
+
+
 def train_slots(
     queue: RunQueue,
     slots: int,
@@ -103,33 +145,71 @@ def train_slots(
     *,
     on_eval: Callable[[list[tuple[RunSpec, EvalRow]]], None] | None = None,
     on_run_done: Callable[[RunSpec, RunEnd, list[EvalRow]], None] | None = None,
+    checkpoint: Checkpointer | None = None,
+    **life: Any,
+) -> dict[str, list[EvalRow]]:
+    """Train the queue's runs in ``slots`` slots (see the module docstring and ``slot_life``,
+    which takes the other keywords); returns every run's curve by id.
+
+    ``on_eval([(spec, row), ...])`` receives each evaluation (the runs evaluated then);
+    ``on_run_done(spec, end, curve)`` each run's end when it finishes or retires (an
+    external hook's retirement: ``end.stopped``). ``checkpoint`` writes the slots' state
+    when due and at Ctrl-C (Ctrl-C is deferred to the end of the step while it is set).
+    """
+    events = slot_life(queue, slots, device, checkpoint=checkpoint,
+                       interruptible=checkpoint is not None, **life)
+    try:
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as done:
+                return done.value
+            if isinstance(event, Evaluated):
+                if on_eval is not None:
+                    on_eval(event.rows)
+            elif isinstance(event, Ended):
+                if on_run_done is not None:
+                    on_run_done(event.spec, event.end, event.curve)
+            elif checkpoint is not None:
+                checkpoint.save(event.run_ids, event.state, event.curves, event.extra)
+    finally:
+        events.close()  # a consumer's error: the life's signal handlers are put back
+
+
+def slot_life(
+    queue: RunQueue,
+    slots: int,
+    device: str | torch.device = "cpu",
+    *,
     parents_for: ParentsFor | None = None,
     keep_optimizer: Sequence[str] = (),
     progress: bool = True,
     desc: str | None = None,
     compile: bool = False,
     hooks: Sequence[Hook] = (),
-    checkpoint: Checkpointer | None = None,
+    checkpoint: CheckpointDue | None = None,
+    interruptible: bool = False,
     resume: dict | None = None,
     known: Mapping[str, RunSpec] | None = None,
     total_runs: int | None = None,
-) -> dict[str, list[EvalRow]]:
-    """Train the queue's runs in ``slots`` slots (see the module docstring); returns every
-    run's curve by id.
+) -> Generator[Event, None, dict[str, list[EvalRow]]]:
+    """The life of a cohort's slots as events, whoever consumes them (``train_slots`` in
+    this process; a Ray task streams them to its driver: integrations/ray_executor.py).
+    Yields ``Evaluated`` at each evaluation, ``Ended`` as each run ends and ``Snapshot``
+    when ``checkpoint.due`` says so (and, when ``interruptible``, at a deferred Ctrl-C,
+    after which ``KeyboardInterrupt`` is raised); returns every run's curve by id.
 
-    ``on_eval([(spec, row), ...])`` receives each evaluation (the runs evaluated then);
-    ``on_run_done(spec, end, curve)`` each run's end when it finishes or retires (an
-    external hook's retirement: ``end.stopped``). ``parents_for(specs)`` gives the final
-    weights (and optimiser states) of the parents of runs about to start (``init_from``);
-    ``keep_optimizer``: ids of runs whose final optimiser state their end must carry.
-    ``checkpoint`` writes the slots' state when due and at Ctrl-C; ``resume`` (a checkpoint
-    it loaded) continues from there: ``known`` gives the specs of the runs it names by id.
+    ``parents_for(specs)`` gives the final weights (and optimiser states) of the parents of
+    runs about to start (``init_from``); ``keep_optimizer``: ids of runs whose final
+    optimiser state their end must carry. ``resume`` (a checkpoint's payload) continues from
+    there: ``known`` gives the specs of the runs it names by id.
     """
     device = torch.device(device)
     keep = set(keep_optimizer)
     curves: dict[str, list[EvalRow]] = {}
     state: CohortState | None = None
     clock = 0  # updates of the cohort so far (checkpoints are due by it)
+    started: dict[str, float] = {}  # when each run took its slot (or was resumed)
 
     def build(specs: list[RunSpec], carried: list, fresh: list[RunSpec]) -> CohortState:
         parents, optimizers = parents_for(fresh) if parents_for and fresh else (None, None)
@@ -151,6 +231,7 @@ def train_slots(
         curves = dict(zip(ended, decode_curves(list(ended.values())), strict=True))
         curves |= dict(zip(ids, decode_curves(resume["curves"]), strict=True))
         clock = int(resume.get("clock", state.t))
+        started = dict.fromkeys(ids, time.perf_counter())
         if isinstance(queue, ListQueue):
             queue.restore(resume.get("queue", []), started=list(curves))
     n_total = total_runs if total_runs is not None else len(queue.pending()) + (
@@ -163,7 +244,7 @@ def train_slots(
         return state is None or all(state.own_step(i) % state.eval_every == 0
                                     for i in state.index)
 
-    with deferred_interrupt(enabled=checkpoint is not None) as interrupt:
+    with deferred_interrupt(enabled=interruptible) as interrupt:
         while True:
             # -- leave and join (compact, refill) --------------------------------------------
             if state is None or boundary():
@@ -180,6 +261,7 @@ def train_slots(
                 state = build(specs, carried + [None] * len(fresh), fresh) if specs else None
                 for s in fresh:
                     curves[s.run_id] = []
+                    started[s.run_id] = time.perf_counter()
                 if steps is None and state is not None:
                     steps = state.steps
                     bar.total = steps * max(n_total, 1)
@@ -194,27 +276,28 @@ def train_slots(
                 evaluated = state.evaluate(due)
                 for r, row in evaluated.items():
                     curves[state.specs[r].run_id].append(row)
-                if on_eval is not None:
-                    on_eval([(state.specs[r], row) for r, row in evaluated.items()])
+                yield Evaluated([(state.specs[r], row) for r, row in evaluated.items()])
                 for r in [r for r in state.index if state.own_step(r) >= state.steps]:
                     state.retire([r])  # reached its budget
                 va = [row.val_acc for row in evaluated.values()]
                 bar.set_postfix_str(f"{state.n_runs} training, val acc {min(va):.3f}–"
                                     f"{max(va):.3f}", refresh=False)
-                for r, end in sorted(state.ended.items()):
-                    spec = state.specs[r]
-                    if on_run_done is not None:
-                        on_run_done(spec, end, curves[spec.run_id])
+                ended = sorted(state.ended.items())
                 state.ended.clear()
+                for r, end in ended:
+                    spec = state.specs[r]
+                    yield Ended(spec, end, curves[spec.run_id],
+                                time.perf_counter() - started[spec.run_id])
             bar.update(stepped)
             if checkpoint is not None and (interrupt.requested or checkpoint.due(clock)) \
                     and (state.index or queue.more()):
                 rows = {s.run_id for s in state.specs}
-                checkpoint.save([s.run_id for s in state.specs], state.state_dict(),
-                                [curves[s.run_id] for s in state.specs],
-                                extra={"queue": queue.pending(), "clock": clock,
-                                       "ended": {rid: encode_curves([c])[0] for rid, c in
-                                                 curves.items() if rid not in rows}})
+                yield Snapshot([s.run_id for s in state.specs], state.state_dict(),
+                               [list(curves[s.run_id]) for s in state.specs],
+                               {"queue": queue.pending(), "clock": clock,
+                                "ended": {rid: encode_curves([c])[0] for rid, c in
+                                          curves.items() if rid not in rows}})
+                checkpoint.mark(clock)
             if interrupt.requested:
                 raise KeyboardInterrupt
     bar.close()
