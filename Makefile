@@ -23,7 +23,7 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check src tests benchmarks docs/examples
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile  # two workers, a test file each at a time
 
 bench: venv
 	$(BIN)/groklab bench

@@ -1,6 +1,7 @@
-"""Shared helpers: run the `groklab` command, in this process (fast: no interpreter start-up,
-modules already imported) or, for what needs a process of its own (killing it, the console
-entry point), in a subprocess."""
+"""Shared helpers: the small run the tests train (``TINY``) and its command line; run the
+`groklab` command, in this process (fast: no interpreter start-up, modules already imported)
+or, for what needs a process of its own (killing it, the console entry point), in a
+subprocess."""
 
 import contextlib
 import io
@@ -10,12 +11,54 @@ import subprocess
 import sys
 import traceback
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from groklab.cli import main
 
 GROKLAB = [sys.executable, "-m", "groklab.cli"]
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: one torch thread per worker process
+    # (two workers on two cores; more threads than cores made a cohort step 40x slower), and
+    # the same for the processes the tests start
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+# The small run the tests train: a Transformer of width 16 with 2 heads on x + y mod 11, 12
+# steps of 16 examples, evaluated every 4 steps after a warm-up of 2. A test that needs other
+# settings takes ``tiny(...)``: these with some left out (at RunSpec's defaults) or changed.
+TINY: dict[str, Any] = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=12,
+                            batch_size=16, eval_every=4, warmup=2)
+
+
+def tiny(*without: str, **changed: Any) -> dict[str, Any]:
+    """``TINY`` without the settings named in ``without``, with those in ``changed``."""
+    unknown = set(without) - set(TINY)
+    assert not unknown, f"not in TINY: {sorted(unknown)}"
+    return {k: v for k, v in TINY.items() if k not in without} | changed
+
+
+def flags(settings: dict[str, Any]) -> list[str]:
+    """Run settings (numbers and names) as ``groklab run`` flags: ``{"d_model": 16}`` ->
+    ``["--d-model", "16"]``."""
+    return [a for k, v in settings.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+
+
+# the settings of the command-line tests' runs: TINY's model on x_plus_y mod 5, 2 steps of 8
+# examples (task, evaluation and warm-up at the command's defaults)
+TINY_COMMAND = tiny("task", "eval_every", "warmup", p=5, steps=2, batch_size=8)
+
+
+def tiny_args(*without: str, **changed: Any) -> list[str]:
+    """``TINY_COMMAND`` as flags, without a progress bar; ``without`` and ``changed`` as
+    ``tiny`` takes them."""
+    unknown = set(without) - set(TINY_COMMAND)
+    assert not unknown, f"not in TINY_COMMAND: {sorted(unknown)}"
+    return [*flags({k: v for k, v in TINY_COMMAND.items() if k not in without} | changed),
+            "--no-progress"]
 
 
 def groklab_process(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:

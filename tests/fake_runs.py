@@ -11,16 +11,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from conftest import tiny
 
 from groklab.records import EvalRow
 from groklab.spec import RunSpec
 from groklab.store import Store
 
-TINY = dict(p=11, d_model=16, n_heads=2, steps=30, batch_size=16, eval_every=10)
+# TINY's model, 30 steps evaluated every 10 (warm-up at its default): runs nobody trains
+BASE = tiny("task", "warmup", steps=30, eval_every=10)
 
 
 def spec(task: str = "x_plus_y", **settings) -> RunSpec:
-    return RunSpec(**{"task": task, **TINY, "lr_name": "baseline", **settings})
+    return RunSpec(**{"task": task, **BASE, "lr_name": "baseline", **settings})
 
 
 def curve(val_accs: Sequence[float], every: int = 10,

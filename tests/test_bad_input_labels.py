@@ -5,7 +5,7 @@ has beyond the name it was asked for, so a Muon + StableMax + ⊥Grad run is nev
 import csv
 
 import pytest
-from conftest import groklab, results_json
+from conftest import TINY_COMMAND, groklab, results_json, tiny_args
 
 from groklab.api import make_specs
 from groklab.recipes import recipe
@@ -13,8 +13,7 @@ from groklab.spec import RunSpec
 from groklab.studies import Study, load_toml
 from groklab.studies.labels import run_label
 
-TINY = ["--p", "5", "--steps", "1", "--d-model", "16", "--n-heads", "2", "--batch-size", "8",
-        "--no-progress"]
+ARGS = tiny_args(steps=1)
 
 
 @pytest.mark.parametrize("argv, label", [
@@ -30,7 +29,7 @@ TINY = ["--p", "5", "--steps", "1", "--d-model", "16", "--n-heads", "2", "--batc
 ])
 def test_the_label_names_what_is_set_beyond_its_name(tmp_path, argv, label):
     out = tmp_path / "out"
-    groklab("run", *TINY, *argv, "--out", str(out))
+    groklab("run", *ARGS, *argv, "--out", str(out))
     (run,) = results_json(out)
     assert run["label"] == label
     table = groklab("results", str(out)).stdout
@@ -41,7 +40,7 @@ def test_the_label_names_what_is_set_beyond_its_name(tmp_path, argv, label):
 
 
 def test_labels_leave_ids_unchanged():
-    tiny = dict(p=5, steps=1, d_model=16, n_heads=2, batch_size=8)
+    tiny = TINY_COMMAND | {"steps": 1}  # the settings ARGS gives
     (muon,) = make_specs(optimizer="muon", loss="stablemax", grad_ortho=True, **tiny)
     labelled = muon.model_copy(update={"lr_name": run_label("baseline", muon)})
     assert labelled.label == "baseline optimizer=muon loss=stablemax grad_ortho=True"

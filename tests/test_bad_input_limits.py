@@ -7,13 +7,12 @@ import subprocess
 import sys
 
 import pytest
-from conftest import groklab, results_json
+from conftest import TINY_COMMAND, groklab, results_json, tiny_args
 
 import groklab.engine.limits as limits
 from groklab.spec import RunSpec
 
-TINY = ["--p", "5", "--steps", "2", "--d-model", "16", "--n-heads", "2", "--batch-size", "8",
-        "--no-progress"]
+ARGS = tiny_args()
 
 
 def refused(cwd, *argv: str) -> str:
@@ -46,8 +45,8 @@ def test_a_study_file_of_absurdly_many_seeds_is_refused_before_expanding(tmp_pat
 
 def test_yes_lets_a_count_over_the_limit_train(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "MAX_RUNS", 2)
-    refused(tmp_path, "run", *TINY, "--seeds", "3", "--out", "out")
-    groklab("run", *TINY, "--seeds", "3", "--yes", "--out", str(tmp_path / "out"))
+    refused(tmp_path, "run", *ARGS, "--seeds", "3", "--out", "out")
+    groklab("run", *ARGS, "--seeds", "3", "--yes", "--out", str(tmp_path / "out"))
     assert len(results_json(tmp_path / "out")) == 3
 
 
@@ -64,10 +63,10 @@ def test_a_run_that_cannot_fit_alone_is_refused_naming_its_flags(tmp_path, argv,
 
 def test_runs_that_do_not_fit_together_train_in_cohorts_that_do(tmp_path, monkeypatch):
     one = limits.estimate_cohort_bytes(
-        [RunSpec(p=5, steps=2, d_model=16, n_heads=2, batch_size=8)], "cpu").total
+        [RunSpec(**TINY_COMMAND)], "cpu").total
     # room for 2 of these runs (and not 3) in SAFETY × available
     monkeypatch.setattr(limits, "available_bytes", lambda device: int(2.5 * one / 0.8))
-    proc = groklab("run", *TINY, "--seeds", "5", "--out", str(tmp_path / "out"))
+    proc = groklab("run", *ARGS, "--seeds", "5", "--out", str(tmp_path / "out"))
     notes = [line for line in proc.stderr.splitlines() if "cohorts of at most" in line]
     assert notes == [notes[0]] and "5 runs need about" in notes[0], proc.stderr
     assert "training them as 3 cohorts of at most 2 runs" in notes[0], notes

@@ -6,7 +6,7 @@ anything is written: the command prints one line and exits 2, ``run_specs`` rais
 
 import pytest
 import torch
-from conftest import groklab, results_json
+from conftest import TINY_COMMAND, groklab, results_json, tiny_args
 from fake_runs import files
 
 from groklab.engine import run_specs
@@ -20,8 +20,7 @@ from groklab.engine.preflight import (
 )
 from groklab.spec import RunSpec
 
-TINY = ["--steps", "2", "--d-model", "16", "--n-heads", "2", "--batch-size", "8",
-        "--no-progress"]
+ARGS = tiny_args("p")
 
 
 def refused(cwd, *argv: str) -> str:
@@ -39,7 +38,7 @@ def refused(cwd, *argv: str) -> str:
      "has 6 example(s), 0 for training"),
 ])
 def test_an_empty_split_is_refused_before_the_store(tmp_path, argv, words):
-    line = refused(tmp_path, "run", *TINY, *argv, "--out", "out")
+    line = refused(tmp_path, "run", *ARGS, *argv, "--out", "out")
     assert "train_fraction" in line and "training split empty" in line and words in line, line
     assert not (tmp_path / "out").exists()
 
@@ -47,7 +46,7 @@ def test_an_empty_split_is_refused_before_the_store(tmp_path, argv, words):
 def test_a_split_of_one_example_is_a_warning_not_an_error(tmp_path):
     """--p 2 --task x_div_y: 2 pairs, 1 for training and 1 for validation; it trains, with
     one warning line that batches repeat that one example."""
-    proc = groklab("run", *TINY, "--task", "x_div_y", "--p", "2", "--out", str(tmp_path / "o"))
+    proc = groklab("run", *ARGS, "--task", "x_div_y", "--p", "2", "--out", str(tmp_path / "o"))
     warnings = [line for line in proc.stderr.splitlines() if "warning" in line]
     assert warnings == ["groklab: warning: the training split of task x_div_y (p 2, "
                         "train_fraction 0.5) holds only 1 example(s): every batch repeats "
@@ -76,7 +75,7 @@ def test_a_study_with_an_empty_split_is_refused_before_the_store(tmp_path):
 def parent(tmp_path_factory):
     """A store with one finished run (x_plus_y, p 5, width 16) to start from."""
     out = tmp_path_factory.mktemp("parent") / "out"
-    groklab("run", *TINY, "--p", "5", "--out", str(out))
+    groklab("run", *ARGS, "--p", "5", "--out", str(out))
     (run,) = results_json(out)
     return out, run["id"]
 
@@ -102,7 +101,7 @@ def test_a_parent_of_another_shape_is_refused_naming_what_differs(parent, argv, 
 
 def test_a_parent_of_the_same_shape_is_taken(parent):
     out, pid = parent
-    spec = RunSpec(p=5, d_model=16, n_heads=2, steps=2, batch_size=8, init_from=pid)
+    spec = RunSpec(**TINY_COMMAND, init_from=pid)  # the parent's settings
     preflight([spec], out, "cpu")  # no error
 
 
@@ -114,7 +113,7 @@ def test_a_parent_of_the_same_shape_is_taken(parent):
 ])
 def test_an_output_path_under_a_file_is_refused(tmp_path, out, words):
     (tmp_path / "afile").write_text("not a folder")
-    line = refused(tmp_path, "run", *TINY, "--p", "5", "--out", out)
+    line = refused(tmp_path, "run", *ARGS, "--p", "5", "--out", out)
     assert words in line, line
     with pytest.raises(OutputError, match="not a folder"):
         run_specs([RunSpec(p=5, steps=1)], tmp_path / out, device="cpu", progress=False)

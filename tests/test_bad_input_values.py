@@ -3,14 +3,13 @@ has one value, a study file says something, an output folder is not empty text, 
 only narrows a study. Each is one line on stderr, exit code 2, nothing written."""
 
 import pytest
-from conftest import groklab
+from conftest import groklab, tiny_args
 from pydantic import ValidationError
 
 from groklab.spec import RunSpec
 from groklab.studies import StudyError, load_toml
 
-TINY = ["--p", "5", "--steps", "2", "--d-model", "16", "--n-heads", "2", "--batch-size", "8",
-        "--no-progress"]
+ARGS = tiny_args()
 
 
 def refused(tmp_path, *argv: str) -> str:
@@ -74,7 +73,7 @@ def test_run_spec_takes_booleans_as_switches_only():
      ("--grad-filter", "--set filter_alpha=0.8")),
 ])
 def test_two_values_for_one_setting_name_both(tmp_path, argv, named):
-    line = refused(tmp_path, "run", *TINY, *argv, "--out", "out")
+    line = refused(tmp_path, "run", *ARGS, *argv, "--out", "out")
     assert all(n in line for n in named), line
 
 
@@ -93,9 +92,9 @@ def test_an_empty_study_file_is_an_error(tmp_path, text):
 
 
 @pytest.mark.parametrize("argv", [
-    ["run", *TINY, "--out", ""],
+    ["run", *ARGS, "--out", ""],
     # beyond the listed one
-    ["run", *TINY, "--out", "   "],
+    ["run", *ARGS, "--out", "   "],
     ["study", "paper-table1", "--out", ""],
 ])
 def test_an_empty_output_folder_is_an_error(tmp_path, argv):
@@ -126,7 +125,7 @@ def test_tasks_only_narrow_a_study_to_tasks_it_has(tmp_path, study, tasks, forei
 
 def test_an_id_given_by_set_stays_text(tmp_path):
     """An id of digits only is an id, not a number: the error is that no such run exists."""
-    line = refused(tmp_path, "run", *TINY, "--set", "init_from=1234567890123456",
+    line = refused(tmp_path, "run", *ARGS, "--set", "init_from=1234567890123456",
                    "--out", "out")
     assert "1234567890123456: no such run" in line, line
 

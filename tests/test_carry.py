@@ -5,6 +5,7 @@ update counts share a cohort, and the runner saves a parent's state for its carr
 
 import pytest
 import torch
+from conftest import tiny
 
 from groklab.engine import CohortState, run_specs, train_cohort
 from groklab.models.layout import ParamLayout
@@ -12,8 +13,7 @@ from groklab.optim import build_optimizer
 from groklab.spec import RunSpec
 from groklab.store.weights import load_optimizer, load_weights, optimizer_path
 
-TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=12, batch_size=16,
-            eval_every=4, warmup=0, weight_decay=0.1)
+BASE = tiny(warmup=0, weight_decay=0.1)
 CHAINS = {
     "adamw": dict(),
     "adamw+ema": dict(grad_filter="ema", filter_alpha=0.9),
@@ -24,7 +24,7 @@ CHAINS = {
 
 
 def chain_for(settings, params):
-    spec = RunSpec(**(TINY | settings))
+    spec = RunSpec(**(BASE | settings))
     state = CohortState([spec])
     layout = ParamLayout.build(state.model.param_info(), state.model.default_groups(),
                                state.model.n_blocks)
@@ -35,7 +35,7 @@ def chain_for(settings, params):
 def test_a_continued_chain_equals_the_one_that_never_stopped(name):
     """10 updates in one go vs 6 updates, run_state, a new chain that loads it (beside a
     fresh run at count 0), 4 more updates. Rates are constant (no warm-up)."""
-    n = CohortState([RunSpec(**(TINY | CHAINS[name]))]).params.flat.shape[1]
+    n = CohortState([RunSpec(**(BASE | CHAINS[name]))]).params.flat.shape[1]
     gen = torch.Generator().manual_seed(0)
     grads = [torch.randn(1, n, generator=gen) for _ in range(10)]
     start = torch.randn(1, n, generator=gen)
@@ -64,19 +64,19 @@ def test_a_continued_chain_equals_the_one_that_never_stopped(name):
 
 
 def test_a_different_optimiser_cannot_carry_the_state():
-    params = torch.zeros(1, CohortState([RunSpec(**TINY)]).params.flat.shape[1])
+    params = torch.zeros(1, CohortState([RunSpec(**BASE)]).params.flat.shape[1])
     saved = chain_for(CHAINS["adamw+ema"], params.clone()).run_state(0)
     with pytest.raises(ValueError, match="same optimiser and gradient filter"):
         chain_for(CHAINS["adamw"], params.clone()).load_run_state(0, saved)
 
 
 def test_the_runner_saves_the_parent_state_and_the_child_carries_it(tmp_path):
-    parent = RunSpec(**(TINY | {"grad_filter": "ema"}))
-    carried = RunSpec(**(TINY | {"grad_filter": "ema", "init_from": parent.run_id,
+    parent = RunSpec(**(BASE | {"grad_filter": "ema"}))
+    carried = RunSpec(**(BASE | {"grad_filter": "ema", "init_from": parent.run_id,
                                  "init_optimizer": "carried", "seed": 1}))
-    fresh = RunSpec(**(TINY | {"grad_filter": "ema", "init_from": parent.run_id, "seed": 1}))
+    fresh = RunSpec(**(BASE | {"grad_filter": "ema", "init_from": parent.run_id, "seed": 1}))
     assert carried.run_id != fresh.run_id  # the setting is part of the child's identity
-    assert RunSpec(**(TINY | {"init_optimizer": "carried"})).run_id == RunSpec(**TINY).run_id
+    assert RunSpec(**(BASE | {"init_optimizer": "carried"})).run_id == RunSpec(**BASE).run_id
     counts = run_specs([parent, carried, fresh], tmp_path, progress=False)
     assert counts["trained"] == 3
     assert optimizer_path(tmp_path, parent.run_id).is_file()

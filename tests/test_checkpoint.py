@@ -9,19 +9,18 @@ import time
 
 import pytest
 import torch
-from conftest import GROKLAB, groklab, results_json
+from conftest import GROKLAB, groklab, results_json, tiny
 
 from groklab.engine import CohortState, HookResult, train_cohort
 from groklab.engine.checkpoint import Checkpointer, checkpoint_path
 from groklab.spec import RunSpec
 from groklab.store.weights import load_weights
 
-TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=40, batch_size=16,
-            eval_every=3, warmup=2, grad_filter="ema", dropout=0.1)
+BASE = tiny(steps=40, eval_every=3, grad_filter="ema", dropout=0.1)
 
 
 def specs():
-    return [RunSpec(**TINY, seed=0), RunSpec(**TINY, seed=1, weight_decay=0.1)]
+    return [RunSpec(**BASE, seed=0), RunSpec(**BASE, seed=1, weight_decay=0.1)]
 
 
 def interrupt_at(step, how):

@@ -4,13 +4,13 @@ rates train once; a parent must exist; `run` takes the shape flags `lm` takes; t
 "did you mean"."""
 
 import pytest
-from conftest import groklab, results_json
+from conftest import groklab, results_json, tiny_args
 from pydantic import ValidationError
 
 from groklab.cli.settings import describe
 from groklab.spec import RunSpec
 
-TINY = ["--p", "5", "--steps", "2", "--batch-size", "8", "--no-progress"]
+ARGS = tiny_args("d_model", "n_heads")
 
 
 def _refused(tmp_path, *args: str, command: str = "run") -> str:
@@ -48,7 +48,7 @@ def _refused(tmp_path, *args: str, command: str = "run") -> str:
     (["--model", "mlp", "--no-embedding", "--d-model", "64"], "--d-model means nothing"),
 ])
 def test_a_setting_the_runs_ignore_is_an_error_naming_it_and_why(tmp_path, args, message):
-    assert message in _refused(tmp_path, *TINY, *args)
+    assert message in _refused(tmp_path, *ARGS, *args)
 
 
 def test_every_reason_the_spec_gives_reaches_the_command(tmp_path, monkeypatch):
@@ -57,7 +57,7 @@ def test_every_reason_the_spec_gives_reaches_the_command(tmp_path, monkeypatch):
     real = RunSpec.ignored_reasons
     monkeypatch.setattr(RunSpec, "ignored_reasons",
                         lambda self: real(self) | {"warmup": "ignored by a new rule"})
-    assert _refused(tmp_path, *TINY, "--warmup", "3") == (
+    assert _refused(tmp_path, *ARGS, "--warmup", "3") == (
         "--warmup means nothing for these runs: ignored by a new rule")
 
 
@@ -65,7 +65,7 @@ def test_settings_the_runs_use_or_that_equal_unset_are_accepted(tmp_path):
     out = tmp_path / "ok"
     # x_plus_y sequences are 4 tokens: --max-len 4 is what leaving it unset gives; --d-ff 64
     # is 4 × --d-model 16, the default; SGD uses --momentum
-    groklab("run", "--out", str(out), *TINY, "--max-len", "4", "--d-model", "16",
+    groklab("run", "--out", str(out), *ARGS, "--max-len", "4", "--d-model", "16",
             "--n-heads", "2", "--d-ff", "64", "--optimizer", "sgd", "--momentum", "0.9")
     (run,) = results_json(out)
     assert run["status"] == "finished" and run["momentum"] == 0.9 and run["d_model"] == 16
@@ -140,7 +140,7 @@ def test_every_bounded_setting_is_worded_by_its_flag_and_bounds():
 @pytest.mark.parametrize("first, second", [("baseline", "run0"), ("layerwise", "run4")])
 def test_two_lr_names_for_the_same_rates_train_once_and_say_so(tmp_path, first, second):
     out = tmp_path / "o"
-    proc = groklab("run", "--out", str(out), *TINY, "--lr", first, "--lr", second,
+    proc = groklab("run", "--out", str(out), *ARGS, "--lr", first, "--lr", second,
                    "--seeds", "2")
     assert (f"--lr {second} gives the same runs as --lr {first}: 2 run(s) train once, "
             f"labelled '{first}'") in proc.stderr
@@ -150,17 +150,17 @@ def test_two_lr_names_for_the_same_rates_train_once_and_say_so(tmp_path, first, 
 
 def test_a_parent_must_be_in_the_store_or_planned(tmp_path):
     unknown = "0123456789abcdef"
-    assert _refused(tmp_path, *TINY, "--set", f"init_from={unknown}") == (
+    assert _refused(tmp_path, *ARGS, "--set", f"init_from={unknown}") == (
         f"--set init_from {unknown}: no such run in {tmp_path / 'never'} (it holds no store) "
         "and none of this command's runs (see groklab results)")
     out = tmp_path / "o"
-    groklab("run", "--out", str(out), *TINY)
+    groklab("run", "--out", str(out), *ARGS)
     (parent,) = results_json(out)
-    proc = groklab("run", "--out", str(out), *TINY, "--set", f"init_from={unknown}",
+    proc = groklab("run", "--out", str(out), *ARGS, "--set", f"init_from={unknown}",
                    check=False)
     assert proc.returncode == 2 and f"no such run in {out}'s store" in proc.stderr
     assert results_json(out) == [parent]  # nothing written
-    groklab("run", "--out", str(out), *TINY, "--set", f"init_from={parent['id']}")
+    groklab("run", "--out", str(out), *ARGS, "--set", f"init_from={parent['id']}")
     assert sorted(str(r["init_from"]) for r in results_json(out)) == [parent["id"], "None"]
     assert "no such run" in _refused(tmp_path, "paper-ablation", "--steps", "2", "--set",
                                      f"init_from={unknown}", command="study")
@@ -178,11 +178,11 @@ def test_run_takes_the_shape_flags_lm_takes_from_one_definition(tmp_path):
             assert by_name[param.name].opts == param.opts
             assert by_name[param.name].help == param.help  # one definition, cli/shape.py
     out = tmp_path / "o"
-    groklab("run", "--out", str(out), *TINY, "--n-layers", "1", "--d-model", "32",
+    groklab("run", "--out", str(out), *ARGS, "--n-layers", "1", "--d-model", "32",
             "--n-heads", "2", "--d-ff", "48")
     (r,) = results_json(out)
     assert (r["n_layers"], r["d_model"], r["n_heads"], r["d_ff"]) == (1, 32, 2, 48)
-    groklab("run", "--out", str(out), *TINY, "--model", "mlp", "--d-hidden", "24",
+    groklab("run", "--out", str(out), *ARGS, "--model", "mlp", "--d-hidden", "24",
             "--activation", "gelu", "--n-layers", "1")
     assert {(r["model"], r["d_hidden"], r["activation"]) for r in results_json(out)} >= {
         ("mlp", 24, "gelu")}

@@ -81,6 +81,6 @@ def test_run_counts_words_each_count():
     assert run_counts({"trained": 0}) == "0 run(s) trained here"
     assert run_counts({"total": 9, "trained": 3, "stopped": 1, "elsewhere": 2, "waiting": 1,
                        "skipped": 3}) == (
-        "3 run(s) trained here (1 stopped early by a hook: recorded as 'stopped'), 2 left to "
+        "3 run(s) trained here (1 halted by a hook: recorded as 'halted_by_hook'), 2 left to "
         "another process that holds them, 1 waiting for a parent run (init_from), 3 already "
         "finished")

@@ -62,7 +62,7 @@ def test_a_version_4_store_migrates_to_invocation_records(tmp_path):
         db.execute("DROP TABLE invocations")
     db.execute("PRAGMA user_version = 4")
     db.close()
-    assert VERSION == 5
+    assert VERSION == 6
     with Store(old) as store:
         assert store.invocations() == []
         assert [r["status"] for r in store.runs()] == ["finished"]
@@ -276,7 +276,7 @@ def test_studies_lists_each_study_with_its_runs_by_status(tmp_path):
                                                   (spec(seed=8).run_id, "x")])
     lines = groklab("studies", str(tmp_path)).stdout.splitlines()
     assert lines[0].split() == ["study", "runs", "finished", "running", "interrupted",
-                                "stopped", "not", "started", "wall_s"]
+                                "halted_by_hook", "not", "started", "wall_s"]
     assert lines[1].split()[:7] == ["alpha", "2", "2", "0", "0", "0", "0"]
     assert lines[2].split()[:7] == ["beta", "2", "1", "0", "0", "0", "1"]
     assert lines[3] == "(1 run(s) of no study)"

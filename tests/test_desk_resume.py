@@ -10,13 +10,12 @@ import time
 
 import pytest
 import torch
-from conftest import GROKLAB, groklab, results_json
+from conftest import GROKLAB, flags, groklab, results_json, tiny
 
 from groklab.store.weights import load_weights
 
 # a tiny model: 400 steps take seconds; a checkpoint every 50
-TINY = ["--task", "x_plus_y", "--p", "11", "--d-model", "16", "--n-heads", "2",
-        "--batch-size", "16", "--steps", "400", "--eval-every", "4", "--no-progress"]
+ARGS = [*flags(tiny("warmup", steps=400)), "--no-progress"]
 
 
 def curve(out, run_id):
@@ -31,7 +30,7 @@ def curve(out, run_id):
 @pytest.mark.slow
 def test_a_killed_run_resumed_by_resume_alone_equals_an_uninterrupted_one(tmp_path):
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*GROKLAB, "run", *TINY, "--checkpoint-every", "50", "--out",
+    proc = subprocess.Popen([*GROKLAB, "run", *ARGS, "--checkpoint-every", "50", "--out",
                              str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     ckpts = out / "checkpoints"
@@ -55,7 +54,7 @@ def test_a_killed_run_resumed_by_resume_alone_equals_an_uninterrupted_one(tmp_pa
     assert not ckpts.exists() or not any(ckpts.iterdir())
 
     ref = tmp_path / "straight"
-    groklab("run", *TINY, "--checkpoint-every", "0", "--out", str(ref))
+    groklab("run", *ARGS, "--checkpoint-every", "0", "--out", str(ref))
     (ref_run,) = results_json(ref)
     assert ref_run["id"] == run["id"]
     rows = curve(out, run["id"])

@@ -4,14 +4,14 @@ stopped ends there."""
 
 import pytest
 import torch
+from conftest import tiny
 
 from groklab.engine import CohortState, run_specs, train_cohort
 from groklab.records import final_metrics
 from groklab.spec import RunSpec
 from groklab.store import Store
 
-TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=40, batch_size=16,
-            eval_every=4, warmup=2, lr=(3e-3, 3e-3, 3e-3))
+BASE = tiny(steps=40, lr=(3e-3, 3e-3, 3e-3))
 
 
 def expected_length(acc: list[float], threshold: float, patience: int) -> int:
@@ -33,7 +33,7 @@ def rows(curve):
 @pytest.fixture(scope="module")
 def full():
     """The reference run trained to its whole budget."""
-    return train_cohort([RunSpec(**TINY)], progress=False)[0]
+    return train_cohort([RunSpec(**BASE)], progress=False)[0]
 
 
 def test_a_stopped_run_is_the_prefix_of_the_full_run(full):
@@ -49,7 +49,7 @@ def test_a_stopped_run_is_the_prefix_of_the_full_run(full):
     assert any(first_above[r] is not None and lengths[r] > first_above[r] + r[1]
                for r in rules), "no rule saw its streak reset; choose other data"
 
-    specs = [RunSpec(**TINY)] + [RunSpec(**TINY, stop_val_acc=t, stop_patience=n)
+    specs = [RunSpec(**BASE)] + [RunSpec(**BASE, stop_val_acc=t, stop_patience=n)
                                  for t, n in rules]
     curves = train_cohort(specs, progress=False)
     torch.testing.assert_close(rows(curves[0]), rows(full), rtol=1e-5, atol=1e-5)
@@ -66,8 +66,8 @@ def test_a_cohort_ends_when_all_its_runs_stopped_and_the_store_is_exact(full, tm
     n_rows = expected_length(acc, threshold, 1)
     assert 1 < n_rows < len(acc)
     other = (min(acc) + acc[0]) / 2, 2
-    specs = [RunSpec(**TINY, stop_val_acc=threshold),
-             RunSpec(**TINY, stop_val_acc=other[0], stop_patience=other[1])]
+    specs = [RunSpec(**BASE, stop_val_acc=threshold),
+             RunSpec(**BASE, stop_val_acc=other[0], stop_patience=other[1])]
     last = max(n_rows, expected_length(acc, *other))
     assert last < len(acc)
     steps_seen = []
@@ -94,9 +94,9 @@ def test_the_rule_is_part_of_the_identity_only_when_set_and_its_streak_is_saved(
     assert RunSpec(stop_val_acc=0.99).run_id != RunSpec(stop_val_acc=0.99,
                                                         stop_patience=3).run_id
     assert RunSpec().cohort_key() == RunSpec(stop_val_acc=0.5, stop_patience=2).cohort_key()
-    specs = [RunSpec(**TINY, stop_val_acc=0.0, stop_patience=9), RunSpec(**TINY, seed=1)]
+    specs = [RunSpec(**BASE, stop_val_acc=0.0, stop_patience=9), RunSpec(**BASE, seed=1)]
     state = CohortState(specs)
-    for _ in range(TINY["eval_every"]):
+    for _ in range(BASE["eval_every"]):
         state.step()
     state.evaluate()
     saved = state.state_dict()

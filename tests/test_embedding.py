@@ -2,6 +2,7 @@
 balanced sampling and the diagnostics recorded at every evaluation."""
 
 import torch
+from conftest import TINY
 
 from groklab.engine import CohortState, train_cohort
 from groklab.engine.balanced import MixedSampler
@@ -9,9 +10,6 @@ from groklab.engine.embedding import WARM_ITERS, sigma_max
 from groklab.spec import RunSpec
 from groklab.tasks import build_task, split_indices
 from groklab.tasks.base import N_SYMBOLS
-
-TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=12, batch_size=16,
-            eval_every=4, warmup=2)
 
 
 def test_sigma_max_matches_svdvals_cold_and_warm():

@@ -5,15 +5,15 @@ import math
 
 import pytest
 import torch
+from conftest import TINY
 
 from groklab.engine import CohortState, HookResult, stop_when, train_cohort
 from groklab.engine.splits import pad_stack
+from groklab.engine.state import check_vocabulary
 from groklab.models import Transformer
 from groklab.models.stacked import embed
 from groklab.spec import PER_RUN, RunSpec
-
-TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=12, batch_size=16,
-            eval_every=4, warmup=2)
+from groklab.tasks import TaskData
 
 # cohorts whose runs differ from the first one in per-run fields; together they vary every
 # PER_RUN field
@@ -188,11 +188,20 @@ def test_initialisation_matches_torch_nn_modules():
 
 
 def test_token_outside_the_vocabulary_fails_loudly():
-    table = torch.randn(2, 5, 3)
-    assert embed(table, torch.tensor([[0, 4], [1, 2]])).shape == (2, 2, 3)
+    """A cohort's task table is checked once, whole: in the stacked embedding an id outside
+    the vocabulary would read another run's rows. One run's lookup refuses it by itself."""
+    def table(inputs: list[list[int]]) -> TaskData:
+        return TaskData("t", torch.tensor(inputs), torch.zeros(len(inputs), dtype=torch.long),
+                        vocab_size=5, n_classes=1)
+
+    check_vocabulary(table([[0, 4], [1, 2]]))
     for bad in ([[0, 5], [1, 2]], [[0, 1], [-1, 2]]):
-        with pytest.raises(IndexError, match="outside the vocabulary"):
-            embed(table, torch.tensor(bad))
+        with pytest.raises(IndexError, match="outside its vocabulary"):
+            check_vocabulary(table(bad))
+    assert embed(torch.randn(2, 5, 3), torch.tensor([[0, 4], [1, 2]])).shape == (2, 2, 3)
+    for bad in (5, -1):
+        with pytest.raises(IndexError):
+            embed(torch.randn(1, 5, 3), torch.tensor([[bad]]))
 
 
 def test_dropout_acts_in_training_only():

@@ -9,10 +9,11 @@ from collections import Counter
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import tiny
 
 from groklab.cli import main
 from groklab.engine import train_cohort
-from groklab.engine.objective import NextTokenPrediction
+from groklab.engine.loss import NextTokenPrediction
 from groklab.engine.state import CohortState
 from groklab.lm.reference import PlainGPT
 from groklab.lm.settings import lm_settings, parse_lr_decay
@@ -23,10 +24,11 @@ from groklab.studies import preset
 from groklab.tasks import build_task
 from groklab.tasks.text import load_corpus
 
-TINY = dict(task="text", model="gpt", context=16, n_layers=3, d_model=32, n_heads=4, steps=12,
-            batch_size=8, eval_every=4, eval_batches=2, warmup=4, lr=(3e-3,) * 3,
-            lr_schedule="cosine", min_lr_ratio=0.1, beta1=0.9, beta2=0.99, weight_decay=0.1,
-            decay_params="2d", grad_clip=1.0)
+# TINY's step budget and evaluation: a 3-layer GPT on text
+BASE = tiny("p", task="text", model="gpt", context=16, n_layers=3, d_model=32, n_heads=4,
+            batch_size=8, eval_batches=2, warmup=4, lr=(3e-3,) * 3, lr_schedule="cosine",
+            min_lr_ratio=0.1, beta1=0.9, beta2=0.99, weight_decay=0.1, decay_params="2d",
+            grad_clip=1.0)
 
 
 def corpus_file(tmp_path, text="abcab\ncabbac " * 40):
@@ -62,10 +64,10 @@ def test_the_run_id_names_the_text_not_the_path(tmp_path):
     a, b = tmp_path / "a.txt", tmp_path / "b.txt"
     a.write_text("hello there, text " * 20)
     b.write_text("hello there, text " * 20)
-    ra = RunSpec(**(TINY | {"corpus": str(a)}))
-    assert ra.run_id == RunSpec(**(TINY | {"corpus": str(b)})).run_id
+    ra = RunSpec(**(BASE | {"corpus": str(a)}))
+    assert ra.run_id == RunSpec(**(BASE | {"corpus": str(b)})).run_id
     b.write_text("hello there, text!" * 20)
-    assert ra.run_id != RunSpec(**(TINY | {"corpus": str(b)})).run_id
+    assert ra.run_id != RunSpec(**(BASE | {"corpus": str(b)})).run_id
 
 
 # -- the model against torch.nn --------------------------------------------------------------
@@ -127,7 +129,7 @@ def spec_schedule(t, warmup, total, floor):
 @pytest.mark.parametrize("decay", ["none", "exp:0.8", "linear:0.1", "cosine:0.1"])
 def test_every_parameter_rate_follows_the_spec(decay):
     _, settings = parse_lr_decay(decay)
-    spec = RunSpec(**(TINY | settings | {"n_layers": 5, "steps": 40, "warmup": 10}))
+    spec = RunSpec(**(BASE | settings | {"n_layers": 5, "steps": 40, "warmup": 10}))
     state = CohortState([spec])
     arg = spec.lr_depth_gamma if spec.lr_depth == "exponential" else spec.lr_depth_floor
     for t in (0, 3, 10, 25, 39):
@@ -142,10 +144,10 @@ def test_every_parameter_rate_follows_the_spec(decay):
 
 
 def test_matrices_and_embeddings_decay_norms_do_not():
-    state = CohortState([RunSpec(**TINY)])
-    from groklab.optim.batched import decay_columns
+    state = CohortState([RunSpec(**BASE)])
+    from groklab.optim.build import decay_columns
 
-    wd = decay_columns([RunSpec(**TINY)], state.layout, state.params.flat)[0]
+    wd = decay_columns([RunSpec(**BASE)], state.layout, state.params.flat)[0]
     for name, (a, b) in state.layout.offsets.items():
         want = 0.0 if ".ln" in name or name.startswith("ln_") else 0.1
         assert torch.all(wd[a:b] == want), name
@@ -155,8 +157,8 @@ def test_training_equals_torch_optim_adamw_with_clipping_per_run():
     """Two runs (different strategies and clip norms) trained as one cohort; each equals a
     plain GPT trained with torch.optim.AdamW (param groups at the protocol's rates, nanoGPT's decay
     rule) and clip_grad_norm_ on the same batches."""
-    specs = [RunSpec(**(TINY | {"lr_depth": "exponential", "lr_depth_gamma": 0.5})),
-             RunSpec(**(TINY | {"lr_depth": "cosine", "grad_clip": 0.05, "seed": 1}))]
+    specs = [RunSpec(**(BASE | {"lr_depth": "exponential", "lr_depth_gamma": 0.5})),
+             RunSpec(**(BASE | {"lr_depth": "cosine", "grad_clip": 0.05, "seed": 1}))]
     state = CohortState(specs)
     batches = []
     draw = state.train_rows
@@ -196,9 +198,9 @@ def test_training_equals_torch_optim_adamw_with_clipping_per_run():
 
 # -- cohorts ---------------------------------------------------------------------------------
 def test_a_cohort_equals_each_run_alone_with_dropout():
-    specs = [RunSpec(**(TINY | {"dropout": 0.2, "lr_depth": "exponential"})),
-             RunSpec(**(TINY | {"dropout": 0.0, "seed": 1, "lr_depth": "cosine"})),
-             RunSpec(**(TINY | {"dropout": 0.1, "seed": 2, "lr": (1e-3,) * 3}))]
+    specs = [RunSpec(**(BASE | {"dropout": 0.2, "lr_depth": "exponential"})),
+             RunSpec(**(BASE | {"dropout": 0.0, "seed": 1, "lr_depth": "cosine"})),
+             RunSpec(**(BASE | {"dropout": 0.1, "seed": 2, "lr": (1e-3,) * 3}))]
     together = train_cohort(specs, progress=False)
     for spec, curve in zip(specs, together, strict=True):
         alone = train_cohort([spec], progress=False)[0]

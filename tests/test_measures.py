@@ -9,7 +9,7 @@ import math
 import pandas as pd
 import pytest
 import torch
-from conftest import groklab
+from conftest import TINY, groklab
 from pydantic import ValidationError
 
 from groklab.engine import run_specs, train_cohort
@@ -33,8 +33,6 @@ from groklab.spec import RunSpec
 from groklab.store import Store
 from groklab.tasks import build_task
 
-TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=12, batch_size=16,
-            eval_every=4, warmup=2)
 CORE = ("train_loss", "train_acc", "val_loss", "val_acc")
 
 

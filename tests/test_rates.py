@@ -8,7 +8,7 @@ import torch
 from groklab.models import Transformer
 from groklab.models.layout import ParamLayout
 from groklab.optim import RatePolicy
-from groklab.optim.rates import depth_multiplier
+from groklab.optim.rate_policy import depth_multiplier
 from groklab.spec import RunSpec
 
 MODEL = Transformer(vocab_size=9, n_classes=7, seq_len=4, n_layers=4, d_model=8, n_heads=2,

@@ -1,4 +1,4 @@
-"""A run ends by itself in the store: finished (or stopped) at the evaluation where it ends,
+"""A run ends by itself in the store: finished (or halted by a hook) at the evaluation where it ends,
 while its cohort trains on; a killed cohort with runs that ended and runs that joined resumes
 bit for bit."""
 
@@ -59,7 +59,7 @@ SCRIPT = textwrap.dedent("""
         if len(calls) == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    def stop_seed3(state, step, metrics):  # an external hook: seed 3 is 'stopped'
+    def stop_seed3(state, step, metrics):  # an external hook: seed 3 is 'halted_by_hook'
         if step == 4 and stop_ext:
             return HookResult(retire=[i for i, r in enumerate(state.index)
                                       if state.specs[r].seed == 3])
@@ -86,23 +86,23 @@ def _store(out):
 @pytest.mark.parametrize("stop_ext", [False, True])
 def test_kill_9_after_runs_ended_and_joined_resumes_bit_for_bit(tmp_path, stop_ext):
     """Seed 0 stops by its rule at step 8, seed 2 joins; seed 1 ends at 40 and seed 3 joins
-    (with ``stop_ext``: an external hook stops seed 3 at its step 4, so it is 'stopped'
+    (with ``stop_ext``: an external hook stops seed 3 at its step 4, so it is 'halted_by_hook'
     before the checkpoint at 44). SIGKILL at step 48 (the 21st evaluation call), then the
     same call again: every curve, status and final metric equals an uninterrupted call's,
-    bit for bit, and an externally stopped run is still 'stopped' with no weights."""
+    bit for bit, and an externally stopped run is still 'halted_by_hook' with no weights."""
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert _run(straight, 0, stop_ext) == 0
     assert _run(killed, 21, stop_ext) == -9
     # a killed owner's runs read as interrupted (owner gone)
     before = sorted(status for status, _, _ in _store(killed).values())
-    assert before == ["finished", "finished", "interrupted",
-                      "stopped" if stop_ext else "interrupted"]
+    assert before == sorted(["finished", "finished", "interrupted",
+                             "halted_by_hook" if stop_ext else "interrupted"])
     assert list((killed / "checkpoints").glob("*.ckpt"))
     assert _run(killed, 0, stop_ext) == 0
     after, expect = _store(killed), _store(straight)
     assert after == expect
     statuses = sorted(status for status, _, _ in after.values())
-    assert statuses == (["finished"] * 3 + ["stopped"] if stop_ext else ["finished"] * 4)
+    assert statuses == (["finished"] * 3 + ["halted_by_hook"] if stop_ext else ["finished"] * 4)
     for rid, (status, _, _) in after.items():
         assert has_weights(killed, rid) == (status == "finished")
     assert not list(killed.glob("checkpoints/*.ckpt"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from groklab.spec import PER_RUN, SEMANTICS, RunSpec
+from groklab.spec import AS_UNSET, PER_RUN, SEMANTICS, RunSpec
 
 # ids written by groklab 0.1 (computed with that release's code): version-1 ids never change
 V1_IDS = {
@@ -131,3 +131,28 @@ def test_settings_a_model_does_not_have_are_ignored():
     assert RunSpec(model="mlp", embedding=False, d_model=64).run_id == one_hot.run_id
     assert RunSpec(model="mlp", d_model=64).run_id != RunSpec(model="mlp").run_id
     assert RunSpec(model="mlp", d_model=100, n_heads=3).model == "mlp"  # no head check
+
+
+@pytest.mark.parametrize("settings, field, why", [
+    (dict(task="text", model="gpt"), "train_fraction",
+     "ignored by task 'text' (its split is fixed)"),
+    (dict(model="mlp", embedding=False), "d_model",
+     "ignored by model 'mlp' without an embedding table"),
+    (dict(optimizer="muon", muon_momentum=0.0), "muon_nesterov", "ignored with muon_momentum 0"),
+    (dict(muon_momentum=0.0), "muon_nesterov", "ignored by optimizer 'adamw'"),
+    (dict(optimizer="sgd"), "beta1", "ignored by optimizer 'sgd'"),
+    (dict(model="mlp", d_ff=512), "d_ff", "ignored by model 'mlp'"),
+    (dict(d_ff=512), "d_ff", AS_UNSET),
+    (dict(max_len=4), "max_len", AS_UNSET),
+    (dict(lr_depth="linear"), "lr_depth_gamma", "ignored by lr_depth 'linear'"),
+    (dict(task="permutation"), "p", "ignored by task 'permutation'"),
+])
+def test_ignored_reasons_follow_the_declared_readers(settings, field, why):
+    assert RunSpec(**settings).ignored_reasons().get(field) == why
+
+
+def test_a_condition_on_a_setting_the_run_ignores_sees_its_default():
+    """The Transformer ignores ``embedding``, so ``embedding = false`` takes nothing from its
+    ``d_model``; the MLP reads ``embedding``, so its ``d_model`` goes with the table."""
+    assert "d_model" not in RunSpec(embedding=False).ignored()
+    assert "d_model" in RunSpec(model="mlp", embedding=False).ignored()

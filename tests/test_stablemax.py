@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from groklab.engine import CohortState, train_cohort
-from groklab.engine.objective import (
+from groklab.engine.loss import (
     CrossEntropy,
     LastTokenClassification,
     NextTokenPrediction,

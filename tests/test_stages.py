@@ -1,31 +1,29 @@
 """Curricula in studies: ``[[stages]]`` expand to chained runs (``init_from``), parents train
 first, the curriculum preset, and the report's curriculum figure and table."""
 
+import json
 import re
 from pathlib import Path
 from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from conftest import tiny
 
 import groklab as gl
 from groklab.report.curriculum import last_stage_table
 from groklab.store.weights import load_weights
 from groklab.studies import StudyError, get_study, load_toml, preset
 
-TINY = """
+# TINY's model on sum mod 7 (200 sampled examples, sequences up to K = 3), 20 steps of 32
+SETTINGS = tiny("warmup", task="sum", p=7, n_examples=200, max_len=6, batch_size=32,
+                eval_every=5, steps=20)
+SETTINGS_TOML = "\n".join(f"{k} = {json.dumps(v)}" for k, v in SETTINGS.items())
+STUDY = f"""
 name = "cur"
 seeds = 2
 [settings]
-task = "sum"
-p = 7
-n_examples = 200
-max_len = 6
-d_model = 16
-n_heads = 2
-batch_size = 32
-eval_every = 5
-steps = 20
+{SETTINGS_TOML}
 [variants.K3-scratch]
 operands = 3
 [[variants.K3-after-K2.stages]]
@@ -37,7 +35,7 @@ operands = 3
 
 
 def test_stages_chain_runs_of_the_same_seed():
-    runs = load_toml(TINY, "tiny").expand()
+    runs = load_toml(STUDY, "tiny").expand()
     assert [r.label for r in runs] == ["K3-scratch"] * 2 + ["stage 1: operands=2 steps=15",
                                                             "K3-after-K2"] * 2
     scratch, (pre0, post0, pre1, post1) = runs[:2], runs[2:]
@@ -45,12 +43,12 @@ def test_stages_chain_runs_of_the_same_seed():
     assert pre0.spec.init_from is None and (pre0.spec.operands, pre0.spec.steps) == (2, 15)
     assert (post0.spec.operands, post0.spec.steps, post0.spec.seed) == (3, 20, 0)
     assert post0.spec.cohort_key() == scratch[0].spec.cohort_key()  # one K=3 cohort
-    over = load_toml(TINY, "tiny").with_overrides(steps=9).expand()
+    over = load_toml(STUDY, "tiny").with_overrides(steps=9).expand()
     assert {r.spec.steps for r in over} == {9}  # command-line overrides win over stages
 
 
 def test_study_level_stages_apply_to_every_variant():
-    text = TINY.split("[variants.K3-scratch]")[0] + """
+    text = STUDY.split("[variants.K3-scratch]")[0] + """
 [variants.a]
 weight_decay = 0.1
 [variants.b]
@@ -72,7 +70,7 @@ operands = 3
     ("stages = 3\n", "stages"),
 ])
 def test_bad_stages_are_refused_with_their_key(extra, key):
-    head = TINY.split("[variants.K3-scratch]")[0]
+    head = STUDY.split("[variants.K3-scratch]")[0]
     text = extra + head if extra.startswith("stages") else head + extra
     with pytest.raises(StudyError) as e:
         load_toml(text, "f.toml")
@@ -109,7 +107,7 @@ def test_the_cpu_sized_curriculum_example():
 
 
 def test_curriculum_study_trains_parents_first_and_reports_stages(tmp_path):
-    study = load_toml(TINY, "tiny")
+    study = load_toml(STUDY, "tiny")
     out = tmp_path / "cur"
     gl.study(study, out=out, device="cpu", progress=False)
     runs = {r["id"]: r for r in gl.results(out).to_dict("records")}

@@ -2,6 +2,7 @@
 expand to, how they batch into cohorts, and each one end to end at tiny size with its report."""
 
 import pytest
+from conftest import tiny
 
 from groklab.engine.runner import plan_cohorts
 from groklab.report import load_studies, write_report
@@ -22,8 +23,9 @@ PRESETS = {
                          for v in ("none", "ma", "ema")],
                  dict(train_fraction=0.5, batch_size=256, steps=10000)),
 }
-# small enough for a CPU test: p = 11, narrow models, a few steps
-TINY = dict(p=11, d_model=16, n_heads=2, d_hidden=16, batch_size=16, eval_every=5)
+# small enough for a CPU test: TINY's p = 11 and narrow models (each preset keeps its tasks,
+# steps and warm-up), evaluated every 5 steps
+BASE = tiny("task", "steps", "warmup", d_hidden=16, eval_every=5)
 
 
 @pytest.mark.parametrize("name", list(PRESETS))
@@ -61,7 +63,7 @@ def test_grokfast_variants_use_the_reference_filters():
                                          ("grokking-optimizers", 10), ("grokfast", 10)])
 def test_preset_runs_at_tiny_size_and_reports(tmp_path, name, steps):
     study = preset(name).with_overrides(steps=steps, seeds=2 if name == "grokking-fraction"
-                                        else 1, **TINY)
+                                        else 1, **BASE)
     counts = run_study(study, tmp_path, progress=False)
     assert counts["trained"] == len(study.expand())
     with Store(tmp_path, create=False) as store:
@@ -93,7 +95,7 @@ def test_embedding_study_expands_and_reports_its_diagnostics(tmp_path):
     assert by_label["transformer-layerwise"].lr == (8e-4, 2e-3, 3e-3)
     assert all(r.spec.diagnostics for r in runs)
     tiny = preset("embedding-study").with_overrides(steps=10, seeds=1, tasks=["x_plus_y"],
-                                                    **TINY)
+                                                    **BASE)
     run_study(tiny, tmp_path, progress=False)
     files = write_report(tmp_path)
     assert [p.name for p in files.figures if p.name.endswith("-metrics.png")] == [
@@ -106,7 +108,7 @@ def test_embedding_study_expands_and_reports_its_diagnostics(tmp_path):
 
 
 def test_run_study_opens_its_store_once_and_uses_a_given_one(tmp_path, store_opens):
-    study = preset("grokking-fraction").with_overrides(steps=5, seeds=1, **TINY)
+    study = preset("grokking-fraction").with_overrides(steps=5, seeds=1, **BASE)
     opened = store_opens
     assert run_study(study, tmp_path, progress=False)["trained"] == 4
     assert len(opened) == 1

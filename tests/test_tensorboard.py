@@ -5,6 +5,7 @@ writes what training evaluates."""
 import sys
 
 import numpy as np
+from conftest import TINY
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from groklab.cli import main
@@ -12,9 +13,6 @@ from groklab.engine import run_specs, train_cohort
 from groklab.integrations.tensorboard import CURVE_TAGS, LiveWriter, safe_name
 from groklab.spec import RunSpec
 from groklab.store import Store
-
-TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=12, batch_size=16,
-            eval_every=4, warmup=2)
 
 
 def read(folder):

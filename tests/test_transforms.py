@@ -138,7 +138,7 @@ def _reference_ema(model, grads, alpha, lamb):
 def test_filters_in_one_cohort_equal_grokfast_on_torch_nn_models():
     """Three small torch.nn models trained with torch.optim.AdamW after the published filters
     (MA, EMA, none) equal one cohort whose runs carry those filters (Subset per filter)."""
-    from groklab.optim.batched import grokfast_filters
+    from groklab.optim.build import grokfast_filters
     from groklab.optim.transforms import AddDecayedWeights, ScaleByAdam
     from groklab.spec import RunSpec
 

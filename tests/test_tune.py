@@ -10,6 +10,7 @@ import time
 
 import optuna
 import pytest
+from conftest import tiny
 from optuna.trial import TrialState
 
 from groklab.cli import main
@@ -18,11 +19,10 @@ from groklab.spec import RunSpec
 from groklab.store import Store
 from groklab.tune import SpaceError, build_space, load_space
 from groklab.tune.objective import outcome
-from groklab.tune.search import default_storage, tune
+from groklab.tune.search import default_storage, run_search
 
-TINY = dict(task="x_plus_y", p=11, d_model=16, n_heads=2, steps=20, batch_size=16,
-            eval_every=5, warmup=2)
-TINY_SET = [a for k, v in TINY.items() if k not in ("task", "steps")
+BASE = tiny(steps=20, eval_every=5)
+BASE_SET = [a for k, v in BASE.items() if k not in ("task", "steps")
             for a in ("--set", f"{k}={v}")]
 
 
@@ -103,7 +103,7 @@ def test_a_missing_extra_names_it(tmp_path, monkeypatch, capsys):
 def fake_run(store, seed, reached_at, val_loss, steps=40, lr=(1e-3, 1e-3, 1e-3),
              finished=True):
     """A run whose val acc passes 0.99 at ``reached_at`` (None: never)."""
-    spec = RunSpec(**(TINY | {"steps": steps, "eval_every": 10, "lr": lr}), seed=seed)
+    spec = RunSpec(**(BASE | {"steps": steps, "eval_every": 10, "lr": lr}), seed=seed)
     rows = [EvalRow(s, 1.0, 0.5, val_loss, 1.0 if reached_at and s >= reached_at else 0.5)
             for s in range(10, steps + 1, 10)]
     store.begin([spec], "cpu")
@@ -143,9 +143,9 @@ def cohort_sizes():
 
 def test_batches_train_as_one_cohort_and_trials_are_in_optuna_and_the_store(tmp_path):
     sizes, hook = cohort_sizes()
-    space = build_space(overrides=TINY)
-    result = tune(tmp_path, space, trials=4, batch=2, seeds=2, sampler_seed=0,
-                  progress=False, hooks=[hook])
+    space = build_space(overrides=BASE)
+    result = run_search(tmp_path, space, trials=4, batch=2, seeds=2, sampler_seed=0,
+                        progress=False, hooks=[hook])
     assert sizes == [4, 4]  # two batches, each 2 trials x 2 seeds in one cohort
     assert result.told == 4 and result.trained == 8
     trials = trials_of(tmp_path)
@@ -160,14 +160,14 @@ def test_batches_train_as_one_cohort_and_trials_are_in_optuna_and_the_store(tmp_
             assert t.value == outcome(store, ids, "steps_to_99").value
             assert {(i, f"t{t.number:04d}") for i in ids} <= set(members)
     assert len(members) == 8 and result.best["value"] == min(t.value for t in trials)
-    again = tune(tmp_path, space, trials=4, batch=2, seeds=2, progress=False)
+    again = run_search(tmp_path, space, trials=4, batch=2, seeds=2, progress=False)
     assert again.told == 0 and again.trained == 0
 
 
 def test_a_crash_at_telling_is_told_from_the_store(tmp_path, monkeypatch):
     """A trial is told the moment its run ends, during training: a crash there leaves the
     finished run in the store, told by the next invocation without training it again."""
-    space = build_space(overrides=TINY)
+    space = build_space(overrides=BASE)
     real_tell = optuna.study.Study.tell
 
     def crash(self, *args, **kwargs):
@@ -175,13 +175,13 @@ def test_a_crash_at_telling_is_told_from_the_store(tmp_path, monkeypatch):
 
     monkeypatch.setattr(optuna.study.Study, "tell", crash)
     with pytest.raises(KeyboardInterrupt):
-        tune(tmp_path, space, trials=4, batch=2, progress=False)
+        run_search(tmp_path, space, trials=4, batch=2, progress=False)
     monkeypatch.setattr(optuna.study.Study, "tell", real_tell)
     assert [t.state for t in trials_of(tmp_path)] == [TrialState.RUNNING] * 2
     with Store(tmp_path, create=False) as store:
         first = {r["id"]: r["started"] for r in store.runs() if r["status"] == "finished"}
     assert len(first) == 1
-    result = tune(tmp_path, space, trials=4, batch=2, progress=False)
+    result = run_search(tmp_path, space, trials=4, batch=2, progress=False)
     assert result.told == 4 and result.trained == 3  # the finished one was not trained again
     assert [t.state for t in trials_of(tmp_path)] == [TrialState.COMPLETE] * 4
     with Store(tmp_path, create=False) as store:
@@ -193,7 +193,7 @@ def test_a_crash_at_telling_is_told_from_the_store(tmp_path, monkeypatch):
 def test_killing_the_command_and_running_it_again_continues_the_study(tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, "-m", "groklab.cli", "tune", "--out", str(out), "--steps", "300",
-            "--trials", "4", "--batch", "2", "--no-progress", *TINY_SET]
+            "--trials", "4", "--batch", "2", "--no-progress", *BASE_SET]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240
@@ -230,22 +230,22 @@ def test_killing_the_command_and_running_it_again_continues_the_study(tmp_path):
 def test_a_trial_asked_but_never_claimed_is_taken_over(tmp_path):
     """A process killed between Optuna's ask and its claim leaves an owner-less running
     trial; the next invocation finishes it instead of asking a new one."""
-    space = build_space(overrides=TINY | {"steps": 5})
-    assert tune(tmp_path, space, trials=1, batch=1, progress=False).told == 1
+    space = build_space(overrides=BASE | {"steps": 5})
+    assert run_search(tmp_path, space, trials=1, batch=1, progress=False).told == 1
     study = optuna.load_study(study_name="tune-x_plus_y", storage=default_storage(tmp_path))
     dists = trials_of(tmp_path)[0].distributions
     study.ask(dists)  # ... and the process died here
-    result = tune(tmp_path, space, trials=2, batch=1, progress=False)
+    result = run_search(tmp_path, space, trials=2, batch=1, progress=False)
     assert result.told == 1 and result.trained == 1
     trials = trials_of(tmp_path)
     assert len(trials) == 2 and all(t.state == TrialState.COMPLETE for t in trials)
 
 
 def test_a_seeded_search_continued_one_trial_at_a_time_draws_new_points(tmp_path):
-    space = build_space(overrides=TINY | {"steps": 5})
+    space = build_space(overrides=BASE | {"steps": 5})
     for n in (1, 2, 3):
-        result = tune(tmp_path, space, trials=n, batch=1, sampler="random", sampler_seed=0,
-                      metric="final_val_loss", progress=False)
+        result = run_search(tmp_path, space, trials=n, batch=1, sampler="random",
+                            sampler_seed=0, metric="final_val_loss", progress=False)
         assert result.trained == 1 and result.told == 1
     trials = trials_of(tmp_path)
     assert len({tuple(t.params.values()) for t in trials}) == 3
@@ -275,7 +275,7 @@ def expected_order(out, labels, metric):
             steps = [next((r.step for r in c if r.val_acc > 0.99), runs[i]["steps"])
                      for i, c in zip(ids, curves, strict=True)]
             loss = sum(c[-1].val_loss for c in curves) / len(ids)
-            values[label] = (sum(steps) + TINY["eval_every"] * loss / (1 + loss)) / len(ids)
+            values[label] = (sum(steps) + BASE["eval_every"] * loss / (1 + loss)) / len(ids)
     sign = -1 if metric == "max_val_acc" else 1
     return sorted(values.items(), key=lambda kv: (sign * kv[1], kv[0]))
 
@@ -289,7 +289,7 @@ def test_the_report_of_a_search_shows_its_best_trials_and_the_landscape(tmp_path
     out = tmp_path / "out"
     search = ["tune", "--out", str(out), "--space", str(space), "--steps", "60", "--trials",
               "12", "--batch", "12", "--seeds", "2", "--sampler", "random", "--sampler-seed",
-              "0", "--no-early-stop", "--no-progress", *TINY_SET]
+              "0", "--no-early-stop", "--no-progress", *BASE_SET]
     assert main([*search, "--study-name", "by-steps"]) == 0
     # the same points maximising another metric: the same runs, another study (and section)
     assert main([*search, "--study-name", "by-acc", "--metric", "max_val_acc"]) == 0

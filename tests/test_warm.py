@@ -4,6 +4,7 @@ depends on its parent's, parents train first, and a warm run's result does not d
 its cohort mates."""
 
 import torch
+from conftest import tiny
 
 from groklab import load_run
 from groklab.engine import CohortState, HookResult, run_specs, train_cohort
@@ -11,12 +12,11 @@ from groklab.spec import RunSpec
 from groklab.store import Store
 from groklab.store.weights import load_weights, weights_path
 
-TINY = dict(task="sum", p=7, operands=2, max_len=6, d_model=16, n_heads=2, steps=12,
-            batch_size=16, eval_every=4, warmup=2)
+BASE = tiny(task="sum", p=7, operands=2, max_len=6)
 
 
 def spec(**kw):
-    return RunSpec(**(TINY | kw))
+    return RunSpec(**(BASE | kw))
 
 
 def final_params(s):

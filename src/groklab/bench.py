@@ -21,17 +21,17 @@ from dataclasses import asdict, dataclass
 import torch
 
 from groklab.engine.cohort import train_cohort
-from groklab.models import build_model
+from groklab.models import build_model, model_hooks
 from groklab.progress import bar as progress_bar
+from groklab.settings import methods
 from groklab.spec import RunSpec
 from groklab.tasks import build_task
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
-# ``--method``: the run settings each timed training method adds to the reference (AdamW)
-METHODS: dict[str, dict[str, object]] = {
-    "adamw": {}, "muon": {"optimizer": "muon"}, "orthograd": {"grad_ortho": True},
-    "stablemax": {"loss": "stablemax"}}
+# ``--method``: the run settings each timed training method adds to the reference (AdamW),
+# as the settings declare them (``Setting.methods``)
+METHODS: dict[str, dict[str, object]] = methods()
 
 
 def _sync(device: torch.device) -> None:
@@ -87,12 +87,13 @@ class BenchRow:
 def reference_specs(cohort: int, precision: str, steps: int, model: str = "transformer",
                     batch_size: int | None = None, method: str = "adamw") -> list[RunSpec]:
     """The reference configuration (x_div_y, p 97, batch 512, evaluation every 10 steps) for
-    ``model``, seeds 0..cohort-1; for ``gpt`` the CPU size of ``groklab lm`` (batch 16) with
-    one batch per split evaluated every 10 steps; trained with ``method`` (``METHODS``)."""
-    if model == "gpt":
-        from groklab.lm.settings import lm_settings
-
-        base = lm_settings("cpu") | dict(eval_every=10, eval_batches=1)
+    ``model``, seeds 0..cohort-1, or the model's own reference run where its registration
+    names one (``register_model(reference=...)``; the GPT: the CPU size of ``groklab lm``,
+    batch 16, one batch per split evaluated every 10 steps); trained with ``method``
+    (``METHODS``)."""
+    own = model_hooks(model).reference
+    if own is not None:
+        base = dict(own)
         base["batch_size"] = batch_size or base["batch_size"]
     else:
         base = dict(task="x_div_y", p=97, batch_size=batch_size or 512, eval_every=10,

@@ -76,7 +76,7 @@ def run_counts(counts: Mapping[str, int]) -> str:
     holds them, 1 already finished". Zero counts other than the trained are left out."""
     parts = [f"{counts.get('trained', 0)} run(s) trained here"]
     if counts.get("stopped"):
-        parts[0] += f" ({counts['stopped']} stopped early by a hook: recorded as 'stopped')"
+        parts[0] += f" ({counts['stopped']} halted by a hook: recorded as 'halted_by_hook')"
     for key, words in (("elsewhere", "left to another process that holds them"),
                        ("waiting", "waiting for a parent run (init_from)"),
                        ("skipped", "already finished")):

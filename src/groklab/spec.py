@@ -1,14 +1,14 @@
-"""RunSpec: everything that determines one run's result (docs/design.md, decision 1).
+"""RunSpec: every setting that determines one run's result (docs/design.md, decision 1).
 
-A spec is validated once on construction. Its id in the store is the hash of its
-*identity*: a semantics version plus the settings that matter for this run.
+Its fields are the settings declared in ``groklab.settings`` (type, default, limits, who
+reads each). A spec is validated once on construction. Its id in the store is the hash of
+its *identity*: a semantics version plus the settings that matter for this run.
 
-- Settings the run ignores are normalised before hashing: permutation ignores ``p``, the
-  modular tasks ignore ``k``, a model ignores the model-shape settings it does not
-  register (``groklab.models.model_settings``: the MLP ignores ``n_heads``), SGD ignores
-  the Adam betas and Adam ignores momentum, only Muon reads the ``muon_*`` settings, a
-  constant schedule ignores its floor, and
-  ``d_ff = 4 · d_model`` is the same as leaving it unset. Two specs that train the same
+- Settings the run ignores are normalised before hashing: a setting is ignored when a
+  condition of its declared readers fails (permutation's builder does not take ``p``; the
+  MLP's does not take ``n_heads``; SGD reads no Adam betas; only Muon reads the ``muon_*``
+  settings; a constant schedule has no floor), and a value equal to what leaving it unset means
+  (``d_ff = 4 · d_model``) is the same as leaving it unset. Two specs that train the same
   run have the same id.
 - Fields added after semantics version 1 are left out of the identity while they hold
   their default (which must be the neutral "feature off" value and must never change), so
@@ -18,9 +18,9 @@ A spec is validated once on construction. Its id in the store is the hash of its
   torch.nn reference does (docs/protocol.md §3). Version-1 ids are exactly those that
   groklab 0.1 wrote; a version-2 identity carries ``"semantics": 2``.
 
-``cohort_key`` is the identity minus ``PER_RUN``: the per-run fields the engine reads
-from each spec separately. Any other field, including one added later, is structural and
-splits cohorts, so no run ever silently trains with a neighbour's setting.
+``cohort_key`` is the identity minus ``PER_RUN``: the per-run fields (declared ``per_run``)
+the engine reads from each spec separately. Any other field, including one added later, is
+structural and splits cohorts, so no run ever silently trains with a neighbour's setting.
 """
 
 from __future__ import annotations
@@ -32,34 +32,28 @@ import json
 import math
 import types
 import typing
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
 
 from pydantic import (
-    BaseModel,
     ConfigDict,
     Field,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from groklab.measures.scope import fourier_scope
-from groklab.models import model_settings
-from groklab.rates import FILTER_LAMB, GROUPS, LR_CONFIGS
+from groklab.models import model_hooks, model_settings
+from groklab.rates import FILTER_LAMB, GROUPS
+from groklab.settings import PER_RUN, SETTINGS, Plugin, Setting, read_by
+from groklab.settings import SEMANTICS as SEMANTICS  # the current meaning of a run
 from groklab.tasks import build_task
-from groklab.tasks.base import task_builder
+from groklab.tasks.base import task_builder, task_hooks
 
-SEMANTICS = 2  # the current meaning of a run; see the module docstring
-
-Precision = Literal["fp32", "bf16"]
-OptimizerName = Literal["adamw", "adam", "sgd", "muon"]
-Schedule = Literal["constant", "cosine"]
-DepthDecay = Literal["none", "exponential", "linear", "cosine"]
-DecayParams = Literal["all", "matrices", "2d"]
-GradFilter = Literal["none", "ema", "ma"]
-Activation = Literal["relu", "gelu", "tanh"]
-Rates = tuple[float, float, float] | dict[str, float]
+OptimizerName = SETTINGS["optimizer"].type  # the optimisers' names (optim/chains.py)
+Rates = SETTINGS["lr"].type
 
 # The fields of groklab 0.1 (semantics version 1): they stay in the identity even at their
 # defaults, so version-1 ids are unchanged. Every later field is left out at its default.
@@ -68,119 +62,32 @@ V1_FIELDS = frozenset({
     "optimizer", "lr", "group_rules", "beta1", "beta2", "eps", "weight_decay", "momentum",
     "nesterov", "warmup", "steps", "batch_size", "eval_every", "precision", "seed"})
 
-# Fields the engine reads from every run separately: they may differ inside one cohort.
-PER_RUN = frozenset({
-    "seed", "lr", "train_fraction", "dropout", "beta1", "beta2", "eps", "weight_decay", "momentum",
-    "nesterov", "warmup", "lr_schedule", "min_lr_ratio", "lr_depth", "lr_depth_gamma",
-    "lr_depth_floor", "decay_params", "grad_clip", "grad_filter", "filter_alpha",
-    "filter_window", "filter_lamb", "init_from", "embedding_lr", "embedding_lr_c",
-    "embedding_lr_every", "sampling", "stop_val_acc", "stop_patience", "init_optimizer",
-    "muon_lr_ratio", "muon_momentum", "muon_nesterov", "muon_adjust_lr", "grad_ortho", "loss",
-    "measures", "measures_every"})
-
 # The reason ``RunSpec.ignored_reasons`` gives a value equal to what leaving it unset gives
 AS_UNSET = "the same as leaving it unset"
 
 # Task arguments: each task takes the subset its builder names; it ignores the rest.
-TASK_FIELDS = ("p", "k", "operands", "n_examples", "corpus", "context")
+TASK_FIELDS = read_by("task")
 
 # Model-shape settings: each model reads the subset it registers (``model_settings``); it
 # ignores the rest.
-MODEL_FIELDS = ("n_layers", "d_model", "n_heads", "d_ff", "max_len", "d_hidden", "activation",
-                "embedding")
+MODEL_FIELDS = read_by("model")
 
-class RunSpec(BaseModel):
-    """One training run. Defaults are the reference settings of docs/protocol.md §2–§5."""
+
+def _field(s: Setting) -> tuple[Any, Any]:
+    """A declared setting as a pydantic field: its type, default and limits."""
+    return s.type, Field(s.default, ge=s.ge, gt=s.gt, le=s.le, lt=s.lt, pattern=s.pattern,
+                         description=s.help)
+
+
+# One field per declared setting, in declaration order (RunSpec adds the rules across them).
+DeclaredSettings = create_model("DeclaredSettings", __module__=__name__,
+                                **{name: _field(s) for name, s in SETTINGS.items()})
+
+class RunSpec(DeclaredSettings):
+    """One training run. Defaults are the reference settings of docs/protocol.md §2–§5; each
+    field is a setting declared in ``groklab.settings``."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-    # task (protocol §2)
-    task: str = "x_plus_y"
-    p: int = Field(97, ge=2)
-    k: int = Field(5, ge=2)
-    operands: int = Field(2, ge=2)  # sum: K, the number of operands
-    n_examples: int = Field(10_000, ge=2)  # sum: sample size when p^K is larger
-    corpus: str = "tinyshakespeare"  # text: a UTF-8 file or the shipped corpus (id: its hash)
-    context: int = Field(64, ge=1)  # text: characters per window
-    train_fraction: float = Field(0.5, gt=0.0, lt=1.0)
-    # model (protocol §3)
-    model: str = "transformer"  # a registered model (groklab.models)
-    n_layers: int = Field(2, ge=1)  # Transformer blocks, MLP hidden layers, LSTM layers
-    d_model: int = Field(128, ge=1)  # embedding width
-    n_heads: int = Field(4, ge=1)  # Transformer and GPT only
-    d_ff: int | None = Field(None, ge=1)  # Transformer only; None: 4 · d_model
-    max_len: int | None = Field(None, ge=1)  # Transformer positions; None: the task's length
-    d_hidden: int = Field(512, ge=1)  # MLP and LSTM hidden width
-    activation: Activation = "relu"  # MLP only
-    embedding: bool = True  # MLP only; False: one-hot inputs, no embedding table
-    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # training only (docs/protocol.md §3)
-    # embedding study (protocol §5, §6.7): adaptive embedding rate, balanced batches, and
-    # recording σ_max, norms, rates and token update counts at every evaluation
-    embedding_lr: Literal["fixed", "adaptive"] = "fixed"
-    embedding_lr_c: float = Field(1.0, gt=0.0)
-    embedding_lr_every: int = Field(100, ge=1)  # recompute every N updates
-    sampling: Literal["uniform", "balanced"] = "uniform"
-    diagnostics: bool = False
-    # progress measures (protocol §4.1): "norms" records weight norms, "fourier" also the
-    # Fourier spectra of the embedding and the logits and the restricted and excluded losses
-    # (x_plus_y, x_minus_y, sum with 2 operands), at the first, every measures_every-th and
-    # last evaluation
-    measures: Literal["none", "norms", "fourier"] = "none"
-    measures_every: int = Field(10, ge=1)
-    # optimiser (protocol §4)
-    optimizer: OptimizerName = "adamw"
-    beta1: float = Field(0.9, ge=0.0, lt=1.0)
-    beta2: float = Field(0.98, ge=0.0, lt=1.0)
-    eps: float = Field(1e-8, gt=0.0)
-    weight_decay: float = Field(0.5, ge=0.0)
-    # "matrices": no decay on biases, norms, embeddings; "2d": matrices and embedding tables
-    # (every tensor of 2+ dimensions: nanoGPT's rule), not norms or biases
-    decay_params: DecayParams = "all"
-    momentum: float = Field(0.0, ge=0.0, lt=1.0)
-    nesterov: bool = False
-    grad_clip: float | None = Field(None, gt=0.0)  # max global gradient norm per run
-    grad_filter: GradFilter = "none"  # Grokfast: slow-gradient amplification
-    filter_alpha: float = Field(0.98, ge=0.0, lt=1.0)  # ema momentum
-    filter_window: int = Field(100, ge=1)  # ma window
-    filter_lamb: float | None = Field(None, ge=0.0)  # None: 2 for ema, 5 for ma
-    # Muon (optimizer "muon", protocol §4): orthogonalised momentum on the hidden matrices,
-    # AdamW on the rest; a matrix's Muon rate is muon_lr_ratio × its AdamW rate (optim/muon.py)
-    muon_lr_ratio: float = Field(20.0, gt=0.0)
-    muon_momentum: float = Field(0.95, ge=0.0, lt=1.0)
-    muon_nesterov: bool = True
-    muon_adjust_lr: Literal["original", "match_rms_adamw"] = "original"  # torch's adjust_lr_fn
-    grad_ortho: bool = False  # ⊥Grad: each tensor's gradient orthogonal to it, norm kept
-    loss: Literal["softmax", "stablemax"] = "softmax"  # the cross-entropy's normaliser
-    # rates (protocol §5): per group, then warm-up, schedule and depth multipliers
-    lr: Rates = LR_CONFIGS["baseline"]
-    lr_name: str | None = None  # a label for the rates; not part of the run's identity
-    group_rules: tuple[tuple[str, str], ...] | None = None  # None: the model's default rule
-    warmup: int = Field(50, ge=0)
-    lr_schedule: Schedule = "constant"
-    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0)  # cosine decays to this × the rate
-    lr_depth: DepthDecay = "none"
-    lr_depth_gamma: float = Field(0.8, gt=0.0)  # exponential: η_i = η_0 γ^i
-    lr_depth_floor: float = Field(0.1, ge=0.0, le=1.0)  # linear/cosine: deepest = floor × η_0
-    # warm start (protocol §6): the id of a finished run of the same store whose final
-    # weights this run starts from
-    init_from: str | None = Field(None, pattern=r"^[0-9a-f]{16}$")
-    # with init_from: the optimiser starts fresh, or carries the parent's final state (Adam
-    # moments, filter state, momentum, update count) as if training went on
-    init_optimizer: Literal["fresh", "carried"] = "fresh"
-    # schedule and evaluation (protocol §4)
-    steps: int = Field(7500, ge=1)
-    batch_size: int = Field(512, ge=1)
-    eval_every: int = Field(10, ge=1)
-    # None: evaluate on the whole validation split (train metrics: the batches trained on);
-    # N: on N random batches of each split in eval mode, from the run's own stream (LM)
-    eval_batches: int | None = Field(None, ge=1)
-    # early stop (protocol §4): retire the run once val acc > stop_val_acc for stop_patience
-    # evaluations in a row (engine/early_stop.py); None: train the whole budget
-    stop_val_acc: float | None = Field(None, ge=0.0, lt=1.0)
-    stop_patience: int = Field(1, ge=1)
-    precision: Precision = "fp32"
-    semantics: int = Field(SEMANTICS, ge=1, le=SEMANTICS)
-    seed: int = Field(0, ge=0)
 
     @field_validator("*", mode="before")
     @classmethod
@@ -221,16 +128,12 @@ class RunSpec(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
         task_builder(self.task)  # raises for an unknown task, naming the known ones
-        if (self.task == "text") != (self.model == "gpt"):
-            raise ValueError("the text task trains model 'gpt', and model 'gpt' trains the text "
-                             f"task (got task {self.task!r} with model {self.model!r})")
+        task_hooks(self.task).check(self)  # the task's and the model's own checks
+        model_hooks(self.model).check(self)  # (register_task / register_model: check=...)
         if "n_heads" in model_settings(self.model) and self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         if self.measures == "fourier":
             fourier_scope(self.task, self.task_args())  # MeasureError: out of scope, and why
-        if self.embedding_lr == "adaptive" and self.model == "mlp" and not self.embedding:
-            raise ValueError("embedding_lr 'adaptive' needs an embedding table (the MLP has "
-                             "none with embedding = false)")
         if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
             raise ValueError("nesterov needs optimizer 'sgd' with momentum > 0")
         groups = {g for _, g in self.group_rules} if self.group_rules else set(GROUPS)
@@ -256,7 +159,7 @@ class RunSpec(BaseModel):
 
     def seq_len(self) -> int:
         """Tokens per example of this run's task."""
-        return _seq_len(self.task, tuple(sorted(self.task_args().items())))
+        return _task_shape(self.task, tuple(sorted(self.task_args().items())))[0]
 
     def rates(self) -> dict[str, float]:
         """The base learning rate of every group, by group name."""
@@ -275,55 +178,47 @@ class RunSpec(BaseModel):
         return set(self.ignored_reasons())
 
     def ignored_reasons(self) -> dict[str, str]:
-        """``ignored()`` with why, by setting: what makes it mean nothing for this run
-        ("ignored by optimizer 'adamw'"), or ``AS_UNSET`` for a value equal to what leaving
-        it unset gives (``d_ff`` = 4 · ``d_model``), which means what it says. A setting's
-        first reason is kept. The command refuses a setting given explicitly that means
-        nothing (docs/protocol.md §9), so a rule added here reaches it unchanged."""
-        out: dict[str, str] = {}
+        """``ignored()`` with why, by setting: the first of its declared readers
+        (``groklab.settings``) that does not read it for this run ("ignored by optimizer
+        'adamw'"), or ``AS_UNSET`` for a value equal to what leaving it unset gives (``d_ff``
+        = 4 · ``d_model``), which means what it says. The command refuses a setting given
+        explicitly that means nothing (docs/protocol.md §9), so a reader declared with a new
+        setting reaches it unchanged."""
+        values = dict(self)
+        plugins: dict[str, Collection[str]] = {}  # what each plug-in of this run reads
+        why: dict[str, str | None] = {}
 
-        def by(why: str, *fields: str) -> None:
-            for f in fields:
-                out.setdefault(f, why)
+        def unread(name: str) -> str | None:
+            """Why this run does not read ``name`` (None: it does). A condition on another
+            setting sees that setting's default where this run ignores it too (the
+            Transformer ignores ``embedding``, so its ``d_model`` is read whatever
+            ``embedding`` holds)."""
+            if name not in why:
+                why[name] = None
+                for c in SETTINGS[name].conditions:
+                    if isinstance(c, Plugin):
+                        if c.kind not in plugins:
+                            plugins[c.kind] = _PLUGIN_READS[c.kind](self)
+                        reads = name in plugins[c.kind]
+                    else:
+                        reads = c.holds(SETTINGS[c.setting].default if unread(c.setting)
+                                        else values[c.setting])
+                    if not reads:
+                        why[name] = "ignored " + c.why.format_map(values)
+                        break
+            return why[name]
 
-        by(f"ignored by task {self.task!r}", *(f for f in TASK_FIELDS
-                                              if f not in self.task_args()))
-        optimizer = f"ignored by optimizer {self.optimizer!r}"
-        if self.optimizer == "sgd":
-            by(optimizer, "beta1", "beta2", "eps")
-        else:
-            by(optimizer, "momentum", "nesterov")
-        if self.optimizer != "muon":
-            by(optimizer, "muon_lr_ratio", "muon_momentum", "muon_nesterov", "muon_adjust_lr")
-        elif self.muon_momentum == 0:  # no momentum: the Nesterov step is the gradient
-            by("ignored with muon_momentum 0", "muon_nesterov")
-        if self.lr_schedule == "constant":
-            by("ignored by lr_schedule 'constant'", "min_lr_ratio")
-        by(f"ignored by lr_depth {self.lr_depth!r}",
-           *{"none": ("lr_depth_gamma", "lr_depth_floor"), "exponential": ("lr_depth_floor",),
-             "linear": ("lr_depth_gamma",), "cosine": ("lr_depth_gamma",)}[self.lr_depth])
-        by(f"ignored by grad_filter {self.grad_filter!r}",
-           *{"none": ("filter_alpha", "filter_window", "filter_lamb"), "ema": ("filter_window",),
-             "ma": ("filter_alpha",)}[self.grad_filter])
-        by(f"ignored by model {self.model!r}",
-           *(f for f in MODEL_FIELDS if f not in model_settings(self.model)))
-        if self.d_ff == 4 * self.d_model:
-            by(AS_UNSET, "d_ff")
-        if self.max_len is not None and self.max_len == self.seq_len():
-            by(AS_UNSET, "max_len")  # exactly the positions the task has
-        if self.task == "text":  # the split is fixed: first 90 % / last 10 %
-            by("ignored by task 'text' (its split is fixed)", "train_fraction")
-        if self.stop_val_acc is None:
-            by("ignored without stop_val_acc", "stop_patience")
-        if self.init_from is None:
-            by("ignored without init_from", "init_optimizer")
-        if self.embedding_lr == "fixed":
-            by("ignored by embedding_lr 'fixed'", "embedding_lr_c", "embedding_lr_every")
-        if self.model == "mlp" and not self.embedding:
-            by("ignored by model 'mlp' without an embedding table", "d_model")
-        if self.measures == "none":
-            by("ignored by measures 'none'", "measures_every")
+        out = {name: reason for name in SETTINGS if (reason := unread(name)) is not None}
+        for name, s in SETTINGS.items():
+            if name not in out and s.none_is is not None and values[name] is not None \
+                    and values[name] == s.none_is(self):
+                out[name] = AS_UNSET
         return out
+
+    def fixed_split(self) -> bool:
+        """Whether this run's task fixes its train/validation split (text: first 90 %, last
+        10 %) rather than drawing it from the run's seed by ``train_fraction``."""
+        return _task_shape(self.task, tuple(sorted(self.task_args().items())))[1]
 
     # -- identity ---------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -338,10 +233,9 @@ class RunSpec(BaseModel):
         d = self.model_dump(mode="json", exclude={"lr_name"})
         if self.grad_filter != "none":
             d["filter_lamb"] = self.resolved_filter_lamb()
-        if "corpus" in self.task_args():  # the text, not where it lies
-            from groklab.tasks.text import corpus_digest
-
-            d["corpus"] = corpus_digest(self.corpus)
+        identity = task_hooks(self.task).identity  # e.g. the text, not where it lies
+        if identity is not None:
+            d |= identity(self.task_args())
         for name in self.ignored():
             d[name] = _json(fields[name].default)
         for name in list(d):
@@ -442,9 +336,20 @@ def comparable_settings(row: Mapping[str, Any]) -> str:
 
 
 @functools.lru_cache(maxsize=256)
-def _seq_len(task: str, args: tuple[tuple[str, Any], ...]) -> int:
-    """A task's sequence length (cached apart from the tables, which per-run samples evict)."""
-    return build_task(task, **dict(args)).seq_len
+def _task_shape(task: str, args: tuple[tuple[str, Any], ...]) -> tuple[int, bool]:
+    """A task's sequence length and whether it fixes its split (cached apart from the tables,
+    which per-run samples evict)."""
+    data = build_task(task, **dict(args))
+    return data.seq_len, data.split is not None
+
+
+# What a plug-in reads (``settings.Plugin``): a task the parameters of its builder, a model the
+# keywords of its builder, the seeded split every run whose task does not fix its split.
+_PLUGIN_READS: dict[str, Callable[[RunSpec], Collection[str]]] = {
+    "task": lambda spec: set(spec.task_args()),
+    "model": lambda spec: model_settings(spec.model),
+    "split": lambda spec: () if spec.fixed_split() else read_by("split"),
+}
 
 
 def _json(value: Any) -> Any:

@@ -94,17 +94,19 @@ def parse_settings(pairs: list[str] | None) -> dict[str, object]:
     """``--set key=value`` pairs -> settings; values are TOML (``1e-3``, ``"cosine"``, ``[1, 2]``)
     and fall back to plain text (``--set lr_schedule=cosine``); a setting that holds a name
     keeps the text as typed (``--set init_from=1234567890123456`` is an id, not a number). A
-    key given twice is an error naming both values."""
+    key given twice is an error naming both values. The keys are the declared settings
+    ``--set`` takes (``groklab.settings``: not ``seed`` and ``lr_name``, which --seed and --lr
+    give)."""
     import tomllib
 
-    from groklab.spec import RunSpec
+    from groklab.settings import SETTINGS
 
     out: dict[str, object] = {}
     typed: dict[str, str] = {}
+    known = [k for k, s in SETTINGS.items() if s.set_key]
     for pair in pairs or []:
         key, text = key_value(pair, "--set")
-        if key not in RunSpec.model_fields or key in ("seed", "lr_name"):
-            known = [k for k in RunSpec.model_fields if k not in ("seed", "lr_name")]
+        if key not in known:
             fail(f"--set {key}: unknown run setting{did_you_mean(key, known)}; known: "
                  f"{', '.join(known)}")
         if key in typed:
@@ -114,7 +116,7 @@ def parse_settings(pairs: list[str] | None) -> dict[str, object]:
             out[key] = tomllib.loads(f"v = {text.strip()}")["v"]
         except tomllib.TOMLDecodeError:
             out[key] = text.strip()
-        if _holds_text(RunSpec.model_fields[key].annotation) and not isinstance(out[key], str):
+        if _holds_text(SETTINGS[key].type) and not isinstance(out[key], str):
             out[key] = text.strip()
     return out
 

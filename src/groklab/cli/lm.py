@@ -134,9 +134,10 @@ def sample(
     import math
 
     from groklab.lm.outputs import gpt_for
-    from groklab.lm.outputs import sample as generate
     from groklab.store import UnknownRun
     from groklab.store.weights import has_weights, load_weights
+    from groklab.tasks import language_tasks
+    from groklab.tasks.text import sample as generate
 
     if tokens < 1:
         fail(f"--tokens must be at least 1, got {tokens}")
@@ -154,7 +155,7 @@ def sample(
             fail(str(e))
         record = next((r for r in store.runs() if r["id"] == run_id), None)
         texts = store.texts(run_id)
-    if record.get("task") != "text":
+    if record.get("task") not in language_tasks():
         fail(f"run {run_id} is a {record.get('task')} run, not a language model")
     if record["status"] != "finished" or not has_weights(path, run_id) or "alphabet" not in texts:
         fail(f"run {run_id} has not finished (no final weights yet)")

@@ -1,11 +1,14 @@
 """``groklab run`` (train seeds of lr configurations into a store) and ``groklab results``
-(list a store's runs)."""
+(list a store's runs).
+
+``run`` takes a flag for every run setting declared with one (groklab.settings, through
+cli/flags.py): its own parameters are only what is not a setting, and the settings typed
+reach it in ``**flags`` beside those at their defaults."""
 
 from __future__ import annotations
 
 import json
-import math
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,8 +32,8 @@ from groklab.cli.common import (
     parse_settings,
     read_store,
 )
+from groklab.cli.flags import setting_flags, typed_settings
 from groklab.cli.invocation import record
-from groklab.cli.names import MODELS, either
 from groklab.cli.selection import (
     Statuses,
     Studies,
@@ -43,95 +46,23 @@ from groklab.cli.selection import (
 from groklab.cli.settings import (
     describe,
     drop_repeats,
-    given,
     refuse_ignored,
     refuse_unknown_parents,
 )
-from groklab.cli.shape import DFF, Activation, DHidden, DModel, NHeads, NLayers, shape_settings
-
-if TYPE_CHECKING:
-    pass
+from groklab.cli.shape import DFF, Activation, DHidden, DModel, NHeads, NLayers
 
 
+@setting_flags(shared=dict(n_layers=NLayers, d_model=DModel, n_heads=NHeads, d_ff=DFF,
+                           d_hidden=DHidden, activation=Activation))
 def run(
     ctx: typer.Context,
     out: Out,
-    task: Annotated[str, typer.Option(help="Task name (see `groklab list`).")] = "x_plus_y",
     lr: Annotated[list[str] | None, typer.Option(
         help="Configuration name or rates 'e,l,h'; repeat to train several together.")] = None,
     recipe: Annotated[str | None, typer.Option(
         help="A named recipe (`groklab list`; docs/protocol.md §6.8): its settings, except "
         "those given here by a flag or --set.")] = None,
     seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 1,
-    seed: Annotated[int, typer.Option(help="First seed; runs use seed..seed+seeds-1.")] = 0,
-    steps: Annotated[int, typer.Option(help="Update steps.")] = 7500,
-    p: Annotated[int, typer.Option("--p", help="Modulus for modular tasks.")] = 97,
-    k: Annotated[int, typer.Option("--k", help="k of S_k for permutation.")] = 5,
-    operands: Annotated[int, typer.Option(help="K, the operands of task sum.")] = 2,
-    n_examples: Annotated[int, typer.Option(
-        help="sum: examples drawn from the run's seed when p^K is larger.")] = 10_000,
-    max_len: Annotated[int | None, typer.Option(
-        help="Transformer positions (default: the task's length); set it to the longest "
-        "sequence a model will see, e.g. 12 to continue a K=2 model on K=6.")] = None,
-    train_fraction: Annotated[float, typer.Option(help="Training fraction in (0, 1).")] = 0.5,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 512,
-    weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.")] = 0.5,
-    warmup: Annotated[int, typer.Option(help="Linear warm-up steps.")] = 50,
-    eval_every: Annotated[int, typer.Option(help="Steps between evaluations.")] = 10,
-    precision: Annotated[str, typer.Option(help="fp32 or bf16.")] = "fp32",
-    optimizer: Annotated[str, typer.Option(
-        help="adamw, adam, sgd, or muon (Muon on the hidden matrices, AdamW on the "
-        "rest).")] = "adamw",
-    momentum: Annotated[float, typer.Option(help="SGD momentum.")] = 0.0,
-    nesterov: Annotated[bool, typer.Option(
-        "--nesterov", help="Nesterov momentum (SGD with --momentum > 0).")] = False,
-    muon_lr_ratio: Annotated[float | None, typer.Option(
-        help="Muon: the hidden matrices' rate as a multiple of the rate their group has "
-        "(default 20: 0.02 beside 1e-3). Momentum, Nesterov and shape factor: --set "
-        "muon_momentum=0.95, muon_nesterov=true, muon_adjust_lr=original.")] = None,
-    grad_ortho: Annotated[bool, typer.Option(
-        "--grad-ortho", help="⊥Grad: remove from each weight tensor's gradient its component "
-        "along the tensor, keeping the gradient's norm (docs/protocol.md §4).")] = False,
-    loss: Annotated[str, typer.Option(
-        help="softmax, or stablemax: cross-entropy with s(x) = x + 1 (x ≥ 0), 1/(1 − x) "
-        "(x < 0) in place of exp (docs/protocol.md §4).")] = "softmax",
-    model: Annotated[str, typer.Option(
-        help=f"{either(MODELS)} (gpt trains the text task: see groklab lm).")] = "transformer",
-    n_layers: NLayers = None, d_model: DModel = None, n_heads: NHeads = None, d_ff: DFF = None,
-    d_hidden: DHidden = None, activation: Activation = None,
-    embedding: Annotated[bool, typer.Option(
-        "--embedding/--no-embedding", help="MLP input: learned token embeddings (default) or "
-        "one-hot vectors with no embedding table.")] = True,
-    dropout: Annotated[float, typer.Option(
-        help="Dropout probability in [0, 1), training only (Transformer: attention "
-        "probabilities and residual branches; MLP and LSTM: between layers).")] = 0.0,
-    grad_filter: Annotated[str, typer.Option(
-        help="Grokfast gradient filter: none, ema:ALPHA:LAMBDA (e.g. ema:0.98:2) or "
-        "ma:WINDOW:LAMBDA (e.g. ma:100:5). MA keeps the last WINDOW gradients of every run: "
-        "WINDOW × 4 bytes × the model's parameters per run (ma:100 on the 0.42 M-parameter "
-        "Transformer: 170 MB per run); EMA keeps one.")] = "none",
-    embedding_lr: Annotated[str, typer.Option(
-        help="fixed, or adaptive: every N steps η_E = η_W·c·(σ_max(E)/σ_max(W))·(f_W/f_E) "
-        "(docs/protocol.md §5; c and N: --set embedding_lr_c=1 --set "
-        "embedding_lr_every=100).")] = "fixed",
-    sampling: Annotated[str, typer.Option(
-        help="uniform, or balanced: batches in which every operand token appears about "
-        "equally often (docs/protocol.md §6.7).")] = "uniform",
-    diagnostics: Annotated[bool, typer.Option(
-        "--diagnostics", help="Record σ_max and norms of the embedding and the next matrix, "
-        "η_E/η_W and token update spread at every evaluation.")] = False,
-    measures: Annotated[str, typer.Option(
-        help="Progress measures (docs/protocol.md §4.1): none; norms (weight norm in total and "
-        "per rate group); fourier (also the Fourier spectra of the embedding and the logits, "
-        "key frequencies, restricted and excluded loss; x_plus_y, x_minus_y, sum with 2 "
-        "operands). Recorded at "
-        "the first, every --measures-every-th and the last evaluation. Cost of a Fourier "
-        "measurement: one forward over all p² pairs, 1.5-2.5 times an evaluation at training "
-        "fraction 0.5 (measured on 2 shared CPU cores, p 97: Transformer 0.5-0.8 s per run "
-        "against 0.3 s per evaluation, one-hot MLP 0.1-0.15 s against 0.04-0.07 s), so every "
-        "10 evaluations adds about a fifth to the evaluation time; norms: under 2 ms.")] = "none",
-    measures_every: Annotated[int, typer.Option(
-        help="Measure every N evaluations (with --measures).")] = 10,
     settings: Settings = None,
     device: Device = None,
     compile: Compile = False,
@@ -143,6 +74,7 @@ def run(
         "0: none). An interrupted run resumes from its last checkpoint.")] = 1000,
     yes: Yes = False,
     slots: Slots = None,
+    **flags: Any,
 ) -> None:
     """Train seeds of one or more lr configurations (batched as one cohort) into OUT."""
     from pydantic import ValidationError
@@ -150,14 +82,10 @@ def run(
     from groklab.api import make_specs
     from groklab.engine import run_specs
     from groklab.format import run_counts
-    from groklab.rates import LR_CONFIGS, parse_grad_filter, parse_lr
+    from groklab.rates import LR_CONFIGS, parse_lr
     from groklab.registry import did_you_mean
     from groklab.report.listing import results_table
 
-    for name, value in (("--train-fraction", train_fraction), ("--weight-decay", weight_decay),
-                        ("--momentum", momentum), ("--dropout", dropout)):
-        if not math.isfinite(value):
-            fail(f"{name} must be a finite number, got {value}")
     check_out_dir(out)
     dev = check_device(device)
     extra = parse_settings(settings)
@@ -170,37 +98,19 @@ def run(
             parse_lr(text)
         except ValueError as e:
             fail(f"{e}{did_you_mean(text.strip(), LR_CONFIGS)}")
-    try:
-        filter_settings = parse_grad_filter(grad_filter)
-    except ValueError as e:
-        fail(str(e))
-    origin = given(ctx, extra, sets={"grad_filter": filter_settings})
+    seed = flags.pop("seed")
+    typed, origin = typed_settings(ctx, flags, extra)
     if recipe is not None:
         from groklab.recipes import recipe as get_recipe
         from groklab.recipes import recipe_names
 
         try:
-            bundle = get_recipe(recipe).settings
+            get_recipe(recipe)
         except ValueError as e:
             fail(f"--recipe: {e}{did_you_mean(recipe, recipe_names())}")
-    try:
-        named = dict(task=task, steps=steps, p=p, k=k, train_fraction=train_fraction,
-                     batch_size=batch_size, weight_decay=weight_decay, warmup=warmup,
-                     eval_every=eval_every, precision=precision, optimizer=optimizer,
-                     momentum=momentum, nesterov=nesterov, model=model, embedding=embedding,
-                     dropout=dropout, operands=operands, n_examples=n_examples,
-                     max_len=max_len, embedding_lr=embedding_lr, sampling=sampling,
-                     diagnostics=diagnostics, grad_ortho=grad_ortho, loss=loss
-                     ) | filter_settings
-        named |= dict(measures=measures, measures_every=measures_every)
-        named |= shape_settings(n_layers=n_layers, d_model=d_model, n_heads=n_heads, d_ff=d_ff,
-                                d_hidden=d_hidden, activation=activation)
-        if muon_lr_ratio is not None:
-            named["muon_lr_ratio"] = muon_lr_ratio
-        if recipe is not None:  # the recipe's settings, where no flag was typed
-            named = {k: v for k, v in named.items() if k in origin or k not in bundle}
+    try:  # the settings typed (flags, then --set) over the recipe's, over the defaults
         specs = make_specs(lr=lr or (None if recipe else ["baseline"]), seeds=seeds, seed=seed,
-                           recipe=recipe, **(named | extra))
+                           recipe=recipe, **(typed | extra))
     except ValidationError as e:
         fail(describe(e, origin))
     except ValueError as e:

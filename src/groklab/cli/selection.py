@@ -22,16 +22,15 @@ from typing import Annotated, Any
 import typer
 
 from groklab.cli.common import fail, key_value, parse_settings
+from groklab.records import STATUSES
 from groklab.registry import did_you_mean
-
-STATUSES = ("finished", "running", "interrupted", "stopped")
 
 Studies = Annotated[list[str] | None, typer.Option(
     "--study", metavar="NAME", help="Only runs of this study (repeatable: runs of any of "
     "them; `groklab studies` lists a store's studies).")]
 Statuses = Annotated[list[str] | None, typer.Option(
-    "--status", metavar="STATUS", help="Only runs with this status: finished, running, "
-    "interrupted or stopped (repeatable: any of them).")]
+    "--status", metavar="STATUS", help="Only runs with this status: "
+    f"{', '.join(STATUSES[:-1])} or {STATUSES[-1]} (repeatable: any of them).")]
 Where = Annotated[list[str] | None, typer.Option(
     "--where", metavar="KEY=VALUE", help="Only runs whose setting KEY equals VALUE: any run "
     "setting, seed and lr_name too; VALUE as --set reads it (1e-3, true, [1, 2], cosine; "

@@ -5,7 +5,8 @@ ignore (``refuse_ignored``), repeated rates (``drop_repeats``) and parents that 
 
 Flags and settings are matched by name (``--train-fraction`` sets ``train_fraction``), a
 flag whose text sets several settings by ``COMPOSITE``, and ``--set KEY=VALUE`` by its key;
-nothing here is a second list of settings, so a new setting is covered when it arrives.
+a setting's bounds and choices are its declaration's (``groklab.settings``); nothing here is a
+second list of settings, so a new setting is covered when it arrives.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any
 
 import typer
 from typer.core import TyperArgument
 
 from groklab.cli.common import fail
 from groklab.registry import did_you_mean
+from groklab.settings import SETTINGS
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -43,8 +45,6 @@ def given(ctx: typer.Context, extra: Mapping[str, object] = {},
     setting, or that ``sets`` maps to the settings its text sets (``--grad-filter``), then
     every ``--set`` key in ``extra`` (``"--set KEY"``). A setting both a flag and ``--set``
     give has two values: an error naming both (``--steps 10 --set steps=20``)."""
-    from groklab.spec import RunSpec
-
     out: dict[str, str] = {}
     for param in ctx.command.params:
         name = param.name
@@ -57,7 +57,7 @@ def given(ctx: typer.Context, extra: Mapping[str, object] = {},
         if param.secondary_opts and ctx.params.get(name) is False:
             flag = param.secondary_opts[0]  # --no-embedding
         for field in sets.get(name, (name,)):
-            if field in RunSpec.model_fields:
+            if field in SETTINGS:
                 out[field] = flag
     twice = [f"{out[k]}{_value(ctx, k)} and --set {k}={_text(extra[k])} both set {k}"
              for k in extra if k in out]
@@ -104,47 +104,19 @@ def describe(err: ValidationError, origin: Mapping[str, str] = {}) -> str:
 def _reason(e: Any, field: str) -> str:
     """What is wrong with one setting's value, worded for a user to follow its name
     (``" must be in [0, 1), got 2.0"``, ``": unknown model 'gru' ..."``)."""
-    from groklab.spec import RunSpec
-
-    info = RunSpec.model_fields.get(field)
+    declared = SETTINGS.get(field)
     value = e.get("input")
     if e["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal") \
-            and info is not None:
-        return f" must be {_bounds(info.metadata)}, got {value!r}"
-    if e["type"] == "literal_error" and info is not None:
-        choices = [str(c) for c in _literals(info.annotation)]
+            and declared is not None:
+        return f" must be {declared.limits}, got {value!r}"
+    if e["type"] == "literal_error" and declared is not None:
+        choices = [str(c) for c in declared.choices]
         return (f" must be one of {', '.join(choices)}, got {value!r}"
                 f"{did_you_mean(str(value), choices)}")
     msg = e["msg"].removeprefix("Value error, ")
     if e["type"] == "value_error":
         return f": {msg}"
     return f": {msg[:1].lower()}{msg[1:]}, got {value!r}"
-
-
-def _bounds(metadata: Sequence[Any]) -> str:
-    """A field's numeric bounds as words: ``in [0, 1)``, ``at least 1``, ``greater than 0``."""
-    lo = hi = None
-    for m in metadata:
-        for attr, side in (("ge", "["), ("gt", "("), ("le", "]"), ("lt", ")")):
-            if getattr(m, attr, None) is not None:
-                if side in "[(":
-                    lo = (side, getattr(m, attr))
-                else:
-                    hi = (side, getattr(m, attr))
-    if lo and hi:
-        return f"in {lo[0]}{lo[1]:g}, {hi[1]:g}{hi[0]}"
-    if lo:
-        return f"{'at least' if lo[0] == '[' else 'greater than'} {lo[1]:g}"
-    if hi:
-        return f"{'at most' if hi[0] == ']' else 'less than'} {hi[1]:g}"
-    return "in range"
-
-
-def _literals(annotation: Any) -> list[Any]:
-    """The values of a ``Literal`` annotation (also inside ``X | None``)."""
-    if get_origin(annotation) is Literal:
-        return list(get_args(annotation))
-    return [v for arg in get_args(annotation) for v in _literals(arg)]
 
 
 def _with_flags(message: str, origin: Mapping[str, str]) -> str:

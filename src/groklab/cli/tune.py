@@ -20,16 +20,18 @@ from groklab.cli.common import (
     open_store,
     parse_settings,
 )
+from groklab.cli.flags import option
 from groklab.cli.invocation import record
+
+SPACE = "the space's"  # a setting flag of tune left out: the search space's value, if any
 
 
 def tune(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: the groklab "
                                       "store, and optuna.sqlite3 unless --storage.")],
-    task: Annotated[str | None, typer.Option(help="Task (default: the space's, else "
-                                             "x_plus_y).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Step budget of every trial.")] = None,
-    p: Annotated[int | None, typer.Option("--p", help="Modulus of modular tasks.")] = None,
+    task: option("task", unset=SPACE) = None,
+    steps: option("steps", unset=SPACE) = None,
+    p: option("p", unset=SPACE) = None,
     space: Annotated[Path | None, typer.Option(
         help="TOML search space: a settings table (fixed) and params.NAME tables "
         "(searched); default: lr_e, lr_l, lr_h log-uniform in 1e-4..1e-2.")] = None,
@@ -101,7 +103,7 @@ def tune(
         fail(str(e))
     runner = make_executor(executor, address, gpus_per_cohort, cpus_per_cohort)
     try:
-        from groklab.tune.search import TuneError, tune
+        from groklab.tune.search import TuneError, run_search
 
         hooks = []
         if tensorboard is not None:
@@ -111,10 +113,11 @@ def tune(
         with open_store(out) as store:  # its runs: those of study NAME (tune/search.py)
             record(store, "tune", [], device=device, executor=executor, study=study_name
                    or f"tune-{found.settings.get('task', 'x_plus_y')}")
-        result = tune(out, found, trials=trials, batch=batch, seeds=seeds, metric=metric,
-                      direction=direction, storage=storage, study_name=study_name,
-                      sampler=sampler, sampler_seed=sampler_seed, device=device,
-                      progress=progress, executor=runner, hooks=hooks)
+        result = run_search(out, found, trials=trials, batch=batch, seeds=seeds,
+                            metric=metric, direction=direction, storage=storage,
+                            study_name=study_name, sampler=sampler,
+                            sampler_seed=sampler_seed, device=device, progress=progress,
+                            executor=runner, hooks=hooks)
     except MissingExtra as e:
         fail(str(e))
     except TuneError as e:

@@ -1,5 +1,5 @@
 """Mid-run checkpoints: a cohort's whole training state, so an interrupted run resumes where
-it stopped instead of at step 0 (docs/design.md, decision 11).
+it stopped instead of at step 0 (docs/design.md, decision 13).
 
 A checkpoint is ``CohortState.state_dict()`` (parameters, optimiser and filter state, rate
 policy, every run's sampler and noise-stream positions, the step, the train-metric sums)

@@ -34,7 +34,8 @@ import torch
 from groklab.engine.hooks import CohortView, HookResult
 from groklab.engine.params import FlatParams
 from groklab.models import CohortModel
-from groklab.optim.rates import RatePolicy
+from groklab.optim.rate_policy import RatePolicy
+from groklab.records import DIAGNOSTICS
 from groklab.spec import RunSpec
 
 FIRST_ITERS = 100
@@ -170,14 +171,13 @@ class EmbeddingMonitor:
         counts = self.updates if k is None else self.updates[k]
         ratio = self.ratio if k is None else self.ratio[k.cpu()]
         mean = counts.mean(1)
-        return {
-            "sigma_max_E": s_e, "sigma_max_W": s_w,
-            "fro_E": torch.linalg.matrix_norm(views[self.e_name].detach()),
-            "fro_W": torch.linalg.matrix_norm(views[self.w_name].detach()),
-            "eta_E_over_eta_W": ratio.float(),
-            "token_updates_cv": counts.std(1) / mean.clamp(min=1e-12),
-            "token_updates_min_over_mean": counts.min(1).values / mean.clamp(min=1e-12),
-        }
+        values = (s_e, s_w,  # in the order of their names, records.DIAGNOSTICS
+                  torch.linalg.matrix_norm(views[self.e_name].detach()),
+                  torch.linalg.matrix_norm(views[self.w_name].detach()),
+                  ratio.float(),
+                  counts.std(1) / mean.clamp(min=1e-12),
+                  counts.min(1).values / mean.clamp(min=1e-12))
+        return dict(zip(DIAGNOSTICS, values, strict=True))
 
     # -- per-run state (engine/rows.py) ----------------------------------------------------
     def rows(self) -> dict:

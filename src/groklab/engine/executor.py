@@ -1,4 +1,5 @@
-"""Executors: where the runs of a generation train (docs/design.md, decisions 11 and 15).
+"""Executors: where the runs of a generation train in their slots (docs/design.md, decisions 11
+and 15).
 
 The runner (engine/runner.py) plans a generation's runs by cohort key (``KeyWork``) and gives
 them to an executor. Every executor gives each key the same life: a slot life over a queue

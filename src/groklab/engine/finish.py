@@ -3,7 +3,8 @@
 As each run ends (``RunEnd``), ``Finisher.run_done`` saves its final weights (and its final
 optimiser state when a child carries it) next to the store; ``Finisher.finish`` then writes
 the runs' remaining rows and final metrics and marks them finished in one transaction, and
-records what a finished run adds after training (a language model's sample: lm/outputs.py).
+records what a finished run adds after training: its task's output hook (``register_task(
+outputs=...)``, docs/design.md: Plug-in doors; the text task's generated sample).
 A run an external hook stopped (engine/hooks.py) gets neither weights nor final metrics: it
 is recorded as ``stopped``, never as the full-length run its id names.
 """
@@ -15,11 +16,12 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from groklab.engine.state import RunEnd
-from groklab.lm.outputs import is_language_model, record_samples
+from groklab.models import build_model
 from groklab.records import EvalRow
 from groklab.spec import RunSpec
 from groklab.store import Store
 from groklab.store.weights import save_weights
+from groklab.tasks import build_task, task_hooks
 
 
 class Finisher:
@@ -40,7 +42,7 @@ class Finisher:
         save_weights(self.store.root, spec.run_id, end.params, settings)
         if end.optimizer is not None:  # a parent whose children carry its optimiser state
             save_weights(self.store.root, spec.run_id, end.optimizer, settings, optimizer=True)
-        if is_language_model(spec):  # sampled once it is finished
+        if task_hooks(spec.task).outputs is not None:  # its outputs come once it is finished
             self.kept[spec.run_id] = {k: v.detach().clone() for k, v in end.params.items()}
 
     def end_run(self, spec: RunSpec, end: RunEnd, rows: Sequence[EvalRow],
@@ -64,6 +66,21 @@ class Finisher:
         finished = {rid: c for rid, c in curves.items() if rid not in self.stopped}
         done = self.store.finish(rows, finished, wall_s, stopped=self.stopped & set(curves))
         by_id = {s.run_id: s for s in self.cohort}
-        record_samples(self.store, {rid: (by_id[rid], self.kept[rid]) for rid in done
+        record_outputs(self.store, {rid: (by_id[rid], self.kept[rid]) for rid in done
                                     if rid in self.kept}, self.device)
         return done
+
+
+def record_outputs(store: Store, finished: Mapping[str, tuple[RunSpec, Mapping[str, torch.Tensor]]],
+                   device: str) -> None:
+    """Record what each run of ``finished`` (run id -> (spec, final weights)) adds after
+    training: its task's output hook's metrics (at the run's last step) and texts; a run
+    whose task has no output hook is skipped."""
+    for rid, (spec, params) in finished.items():
+        hook = task_hooks(spec.task).outputs
+        if hook is None:
+            continue
+        task = build_task(spec.task, **spec.task_args())
+        out = hook(spec, task, build_model(spec, task), params, device)
+        last = store.curve(rid)
+        store.record_outputs(rid, last[-1].step if last else spec.steps, out.metrics, out.texts)

@@ -6,7 +6,7 @@ per-run metrics (name -> ``[R]`` over the runs still training). A hook may add n
 compute). Hooks that come from the runs' own settings (early stop, diagnostics) are built by
 the cohort; hooks a caller passes in (``run_specs(hooks=...)``, a live TensorBoard writer) are
 *external*: a run an external hook retires did not run the training its id describes, so the
-store records it as ``stopped``, never as finished (docs/design.md, decision 9).
+store records it as ``stopped``, never as finished (docs/design.md, decision 11).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """One recorder for every executor: a cohort key's runs claimed, their events written into the
-store, their checkpoints kept, whichever executor trained them (docs/design.md, decision 15).
+store, their checkpoints kept, whichever executor trained them in their slots (docs/design.md,
+decision 15).
 
 An executor (engine/executor.py) trains the runs of a cohort key as one slot life
 (engine/slots.py) and hands its events to a ``Recorder``, in this process or streamed from a
@@ -220,7 +221,7 @@ class Recorder:
         """The life ended normally: say which runs a hook stopped, drop the checkpoints."""
         if self.finisher.stopped:
             print(f"groklab: {len(self.finisher.stopped)} run(s) stopped early by a hook "
-                  "outside their settings: recorded as 'stopped', not finished (set "
+                  "outside their settings: recorded as 'halted_by_hook', not finished (set "
                   "stop_val_acc / stop_patience to make early stop part of a run)",
                   file=sys.stderr)
         if self.checkpointing:

@@ -19,10 +19,11 @@ def pad_stack(rows: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]
 
 
 class Splits:
-    """Every run's train rows and validation split (ragged sizes allowed; docs/design.md,
-    decision 3). With ``eval_batches`` None the whole validation split is gathered once
-    (``val_x``, ``val_y``, ``val_mask``); else evaluation draws ``eval_batches`` batches of
-    each split from every run's own ``eval`` stream (``eval_gens``, part of the state)."""
+    """Every run's train rows and validation split (ragged sizes allowed in one cohort;
+    docs/design.md, decision 3). With ``eval_batches`` None the whole validation split is
+    gathered once (``val_x``, ``val_y``, ``val_mask``); else evaluation draws ``eval_batches``
+    batches of each split from every run's own ``eval`` stream (``eval_gens``, part of the
+    state)."""
 
     def __init__(self, inputs: torch.Tensor, targets: torch.Tensor,
                  train: Sequence[torch.Tensor], val: Sequence[torch.Tensor],

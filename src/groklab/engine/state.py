@@ -5,7 +5,7 @@ stacked computation (docs/design.md, decisions 2-4 and 11).
 allowed), the flat ``[R, N]`` parameters and their layout, the optimiser chain and its rate
 policy, the sampler, per-run noise streams and the objective. ``step`` does one update of
 every run; ``evaluate`` returns each run's named metrics and runs the evaluation hooks,
-which may add metrics and retire runs (early stop, pruning); ``state_dict`` /
+which may add metrics and retire runs (early stop, an external hook); ``state_dict`` /
 ``load_state_dict`` save and restore all of it. Nothing a run computes depends on its
 cohort mates: table, split, init, batches and noise come from its own seed, or, for a warm
 start (``init_from``), its initial weights from its parent's final ones (``parents``).
@@ -26,8 +26,8 @@ from groklab.engine.early_stop import early_stop
 from groklab.engine.embedding import embedding_monitor
 from groklab.engine.hooks import Hook
 from groklab.engine.host import keep_freed_memory
+from groklab.engine.loss import CrossEntropy, Objective, objective_for
 from groklab.engine.measures import progress_measures
-from groklab.engine.objective import CrossEntropy, Objective, objective_for
 from groklab.engine.params import FlatParams
 from groklab.engine.rows import Tree, each_row, put, restore, snapshot, take
 from groklab.engine.sampler import noise_seed, run_generators
@@ -214,7 +214,7 @@ class CohortState:
             self.own_hooks.append(measures)
         if self.early_stop is not None:
             self.own_hooks.append(self.early_stop)
-        self.hooks = list(hooks)  # ... and the caller's: a run they retire is "stopped"
+        self.hooks = list(hooks)  # ... and the caller's: a run they retire is "halted_by_hook"
         self.rng = RunRandom([noise_seed(g["noise"]) for g in gens], device,
                              dropout=[s.dropout for s in specs])
         self.loss = CrossEntropy([s.loss for s in specs])  # each run's softmax or StableMax
@@ -371,7 +371,7 @@ class CohortState:
                 out[r] = EvalRow(step, *core[r], extra={k: v[i] for k, v in extras.items()
                                                          if not math.isnan(v[i])})
         self.sums.reset(rows)
-        if retire:  # a run its own rule stops is not "stopped"
+        if retire:  # a run its own rule stops is not "halted_by_hook"
             self.retire(sorted(retire), stopped={r for r, ext in retire.items() if ext})
         return dict(sorted(out.items()))
 

@@ -12,7 +12,7 @@ seed<seed>``:
   (they read back exactly); timestamps spread the run's wall time over its steps;
 - tags: ``study`` (the studies it belongs to, joined by ", "; ``_runs`` for none),
   ``label`` (its label in its first study, else its own), ``status`` (groklab's: finished,
-  interrupted, running, stopped), ``task``, ``seed`` and ``groklab.run_id``. A finished run
+  interrupted, running, halted_by_hook), ``task``, ``seed`` and ``groklab.run_id``. A finished run
   ends FINISHED, any other KILLED (its ``status`` tag says which).
 
 Metrics go in batches (``log_batch``, at most 1,000 values a call). Exporting again replaces

@@ -11,23 +11,18 @@ linear warm-up then cosine decay to a tenth of the rate.
 A depth-decay strategy is the engine's depth multiplier (docs/protocol.md §5):
 ``exp:γ`` (η_i = η_0 γ^i), ``linear:r``, ``cosine:r`` or ``none``, on top of the base rate
 ``lr``, which every group shares (the layer-wise groups of the grokking runs are not used).
+
+The settings themselves (``COMMON``, ``SIZES``, ``BASE_LR``) are defined beside the model,
+in models/gpt.py, whose registration names the run ``groklab bench`` times it on.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-COMMON: dict[str, Any] = dict(
-    task="text", model="gpt", optimizer="adamw", beta1=0.9, beta2=0.99, weight_decay=0.1,
-    decay_params="2d", grad_clip=1.0, lr_schedule="cosine", min_lr_ratio=0.1)
+from groklab.models.gpt import BASE_LR, COMMON, SIZES, run_settings
 
-SIZES: dict[str, dict[str, Any]] = {
-    "paper": dict(n_layers=6, n_heads=6, d_model=384, context=256, dropout=0.2, batch_size=64,
-                  steps=5000, warmup=100, eval_every=250, eval_batches=200),
-    "cpu": dict(n_layers=4, n_heads=4, d_model=128, context=64, dropout=0.0, batch_size=16,
-                steps=1200, warmup=100, eval_every=100, eval_batches=10),
-}
-BASE_LR = 1e-3
+__all__ = ["BASE_LR", "COMMON", "DECAYS", "SIZES", "lm_settings", "parse_lr_decay"]
 
 DECAYS = {"exp": "exponential", "linear": "linear", "cosine": "cosine"}
 
@@ -53,4 +48,4 @@ def lm_settings(size: str = "cpu") -> dict[str, Any]:
     """Every setting of a language-model run of ``size`` but the strategy and seed."""
     if size not in SIZES:
         raise ValueError(f"--size {size!r}: use {' or '.join(SIZES)}")
-    return COMMON | SIZES[size] | {"lr": (BASE_LR,) * 3}
+    return run_settings(size)

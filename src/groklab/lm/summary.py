@@ -19,6 +19,7 @@ import pandas as pd
 
 from groklab.format import ACCURACY, WHOLE, mean_se
 from groklab.store import Store
+from groklab.tasks import language_tasks
 
 COLUMNS = ("final_train_loss", "best_val_loss", "wall_s", "train_tokens_per_s",
            "gen_tokens_per_s")
@@ -31,7 +32,7 @@ FORMATS = {"final_train_loss": ACCURACY, "best_val_loss": ACCURACY, "wall_s": WH
 
 def lm_row(run: Mapping[str, Any], label: str, best_val_loss: float,
            gen_tokens_per_s: float | None, sample: str) -> dict[str, Any]:
-    """One finished ``text`` run's row (``run``: its store row): id, label, seed, the
+    """One finished language-model run's row (``run``: its store row): id, label, seed, the
     ``COLUMNS`` and ``sample``."""
     tokens = run["steps"] * run["batch_size"] * run["context"]
     wall = run["wall_s"]
@@ -47,13 +48,14 @@ def lm_frame(rows: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def lm_runs(store: Store) -> pd.DataFrame:
-    """One row per finished ``text`` run of ``store`` (``lm_row``), labelled by its study
-    membership (else its own label)."""
+    """One row per finished language-model run of ``store`` (``lm_row``), labelled by its
+    study membership (else its own label)."""
     rows = []
+    language = language_tasks()
     labels = {rid: label for study in store.studies()
               for rid, label in store.study_members(study["name"])}
     for r in store.runs():
-        if r.get("task") != "text" or r["status"] != "finished":
+        if r.get("task") not in language or r["status"] != "finished":
             continue
         named = {name: value for _, name, value in store.metrics(r["id"])}
         rows.append(lm_row(r, labels.get(r["id"], r["label"]),

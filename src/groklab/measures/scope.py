@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from groklab.tasks.base import EQ_TOKEN, N_SYMBOLS, OP_TOKEN
+from groklab.tasks.base import EQ_TOKEN, N_SYMBOLS, OP_TOKEN, language_tasks
 
 SIGNS = {"x_plus_y": 1, "x_minus_y": -1, "sum": 1}
 
@@ -31,8 +31,8 @@ WHY_NOT = {
     "x2_plus_xy_plus_y2": "no Fourier algorithm over the residues is known for this polynomial "
                           "task",
     "x3_plus_xy": "no Fourier algorithm over the residues is known for this polynomial task",
-    "text": "the text task has no residues",
 }
+LANGUAGE = "a language-model task has no residues"  # any task registered as one
 
 
 class MeasureError(ValueError):
@@ -73,7 +73,8 @@ def fourier_scope(task: str, args: Mapping[str, Any]) -> FourierScope:
     """The scope of ``task`` with its settings ``args`` (``RunSpec.task_args()``), or
     ``MeasureError`` saying why the Fourier measures are not defined for it."""
     if task not in SIGNS:
-        why = WHY_NOT.get(task, "it is not one of the additive tasks of Z_p")
+        why = LANGUAGE if task in language_tasks() else WHY_NOT.get(
+            task, "it is not one of the additive tasks of Z_p")
         raise MeasureError(f"the Fourier measures are defined for x_plus_y, x_minus_y and sum "
                            f"with 2 operands, not for task {task!r}: {why}. Use measures "
                            "'norms' for weight norms only")

@@ -9,8 +9,14 @@ from groklab.models.base import CohortModel, GroupRules, RunRandom
 from groklab.models.gpt import GPT
 from groklab.models.perceptron import MLP
 from groklab.models.recurrent import LSTM
-from groklab.models.registry import build_model, model_names, model_settings, register_model
+from groklab.models.registry import (
+    build_model,
+    model_hooks,
+    model_names,
+    model_settings,
+    register_model,
+)
 from groklab.models.transformer import Transformer
 
 __all__ = ["CohortModel", "GPT", "GroupRules", "LSTM", "MLP", "RunRandom", "Transformer",
-           "build_model", "model_names", "model_settings", "register_model"]
+           "build_model", "model_hooks", "model_names", "model_settings", "register_model"]

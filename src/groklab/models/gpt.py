@@ -11,6 +11,11 @@ The forward returns logits at every position, ``[R, B, T, V]``.
 Rates (docs/protocol.md §5): the tied matrix is a token embedding, depth -1, so it takes the
 embedding group's rate and block 0's depth multiplier (η_0), whichever way it is used; the
 final LayerNorm takes the deepest block's. ``generate`` samples with a KV cache.
+
+The model trains the text task only (its registration carries the text task's check), and
+its runs' settings are here, beside it: ``COMMON`` and ``SIZES`` are ``groklab lm``'s
+(lm/settings.py), and ``REFERENCE``, ``groklab lm``'s CPU size evaluated on one batch per
+split every 10 steps, is the run ``groklab bench`` times it on (``register_model(reference=)``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +33,33 @@ from groklab.models.layout import ParamInfo
 from groklab.models.registry import register_model
 from groklab.models.stacked import embed, linear
 from groklab.tasks import TaskData
+from groklab.tasks.text import trains_gpt
 
 INIT_STD = 0.02
+
+# The runs of the character language model (docs/protocol.md §7; lm/settings.py): nanoGPT's
+# optimiser settings, and the sizes ``paper`` (a GPU job) and ``cpu`` (the default).
+COMMON: dict[str, Any] = dict(
+    task="text", model="gpt", optimizer="adamw", beta1=0.9, beta2=0.99, weight_decay=0.1,
+    decay_params="2d", grad_clip=1.0, lr_schedule="cosine", min_lr_ratio=0.1)
+
+SIZES: dict[str, dict[str, Any]] = {
+    "paper": dict(n_layers=6, n_heads=6, d_model=384, context=256, dropout=0.2, batch_size=64,
+                  steps=5000, warmup=100, eval_every=250, eval_batches=200),
+    "cpu": dict(n_layers=4, n_heads=4, d_model=128, context=64, dropout=0.0, batch_size=16,
+                steps=1200, warmup=100, eval_every=100, eval_batches=10),
+}
+BASE_LR = 1e-3
+
+
+def run_settings(size: str) -> dict[str, Any]:
+    """Every setting of a language-model run of ``size`` (a key of ``SIZES``) but the
+    depth-decay strategy and the seed."""
+    return COMMON | SIZES[size] | {"lr": (BASE_LR,) * 3}
+
+
+# ``groklab bench``'s reference run of the model
+REFERENCE = run_settings("cpu") | dict(eval_every=10, eval_batches=1)
 
 
 def _norm_linear(x: torch.Tensor, w: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -204,7 +235,7 @@ class GPT(AttentionBlocks):
 
 # d_ff stays in a gpt run's identity although the model reads none (its MLP is 4 · d_model
 # wide), as it did before models declared their settings: no existing run id changes.
-@register_model("gpt", unread=("d_ff",))
+@register_model("gpt", unread=("d_ff",), check=trains_gpt, reference=REFERENCE)
 def build_gpt(task: TaskData, *, n_layers: int, d_model: int, n_heads: int) -> GPT:
     """The character model of a run (the text task: the window is the task's length)."""
     return GPT(vocab_size=task.vocab_size, seq_len=task.seq_len, n_layers=n_layers,

@@ -8,13 +8,16 @@ input-major (``[in, out]``), so a layer is ``x @ W``.
 
 One-hot inputs: ``onehot(x) @ W`` is the sum over positions t of row ``t·V + x_t`` of W, so
 the first layer is computed as T row gathers and a sum (the same function as the matmul,
-without its T·V-wide input); ``forward_flops`` counts no matmul for it.
+without its T·V-wide input); ``forward_flops`` counts no matmul for it. Without an
+embedding table an adaptive embedding rate has nothing to adapt: the model's registration
+refuses it (``needs_a_table``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -138,7 +141,14 @@ class MLP:
         return 3 * self.forward_flops(batch)
 
 
-@register_model("mlp")
+def needs_a_table(spec: Any) -> None:
+    """An adaptive embedding rate needs the embedding table."""
+    if spec.embedding_lr == "adaptive" and not spec.embedding:
+        raise ValueError("embedding_lr 'adaptive' needs an embedding table (the MLP has "
+                         "none with embedding = false)")
+
+
+@register_model("mlp", check=needs_a_table)
 def build_mlp(task: TaskData, *, n_layers: int, d_model: int, d_hidden: int, activation: str,
               embedding: bool) -> MLP:
     """The MLP of a run."""

@@ -1,7 +1,7 @@
 """Named chains: each optimiser name maps to the function that builds its transforms.
 
 A chain function takes a cohort's per-run hyper-parameters (``CohortHyper``) and returns the
-optimiser's transforms, ending in the step by -rate; ``optim.batched`` puts the gradient
+optimiser's transforms, ending in the step by -rate; ``optim.build`` puts the gradient
 filters and clipping in front. Adding an optimiser is one function decorated with
 ``@register_chain("name")`` (and the name in ``groklab.spec.OptimizerName``; a test keeps the
 two equal).
@@ -9,7 +9,7 @@ two equal).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,16 +26,12 @@ from groklab.optim.transforms import (
     ScaleByAdam,
     ScaleByRate,
     Transform,
+    column,
 )
 from groklab.registry import Registry
 
 if TYPE_CHECKING:
     from groklab.spec import RunSpec
-
-
-def column(values: Sequence[float], like: torch.Tensor) -> torch.Tensor:
-    """``[R, 1]``: one value per run, in the dtype and on the device of ``like``."""
-    return torch.tensor(list(values), dtype=like.dtype, device=like.device).view(-1, 1)
 
 
 @dataclass(frozen=True)
@@ -50,9 +46,13 @@ class CohortHyper:
     wd: torch.Tensor
     layout: ParamLayout
 
+    def column(self, values: Iterable[float]) -> torch.Tensor:
+        """``[R, 1]``: one value per run, in the dtype and on the device of the parameters."""
+        return column(values, self.params.device, self.params.dtype)
+
     def setting(self, name: str) -> torch.Tensor:
         """``[R, 1]``: every run's spec setting ``name``."""
-        return column([getattr(s, name) for s in self.specs], self.params)
+        return self.column(getattr(s, name) for s in self.specs)
 
 
 ChainBuilder = Callable[[CohortHyper], list[Transform]]
@@ -122,8 +122,8 @@ def muon_chain(h: CohortHyper) -> list[Transform]:
     shapes = [(layout.infos[n].shape[0], layout.infos[n].shape[1]) for n in names]
     ortho = Orthogonalize(shapes, {
         "momentum": h.setting("muon_momentum"), "nesterov": h.setting("muon_nesterov"),
-        "match_rms": column([s.muon_adjust_lr == "match_rms_adamw" for s in h.specs],
-                            h.params)}, dtype)
+        "match_rms": h.column(s.muon_adjust_lr == "match_rms_adamw" for s in h.specs)},
+        dtype)
     ratio = h.setting("muon_lr_ratio")
     scale = torch.where(mask.to(device), ratio, torch.ones_like(ratio))
     return [Columns(_adam(h), other_cols), Columns(ortho, matrix_cols),

@@ -19,12 +19,18 @@ tests/test_transforms.py, tests/test_muon.py).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 State = dict[str, torch.Tensor]
+
+
+def column(values: Iterable[float], device: torch.device | None = None,
+           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``[R, 1]``: one value per run, the shape of a per-run hyper-parameter (``hp``)."""
+    return torch.tensor(list(values), dtype=dtype, device=device).view(-1, 1)
 
 
 @dataclass
@@ -290,7 +296,7 @@ class ScaleByRate(Transform):
 class Chain:
     """Transforms applied in order; ``step`` updates the parameters in place.
 
-    ``rates(t)`` gives the ``[R, N]`` rates of update t (0-based; see ``optim.rates``).
+    ``rates(t)`` gives the ``[R, N]`` rates of update t (0-based; see ``optim.rate_policy``).
     The chain's state (every transform's tensors and the update count) is a checkpoint.
     """
 

@@ -3,14 +3,15 @@ and ``groklab study`` end with (``groklab lm`` and ``groklab tune`` end with tab
 own kind: the language-model summary, the best trials).
 
 Runs are sorted by task, label and seed. Only the columns that apply to the runs shown are
-there: the grokking metrics (accuracies, steps to 99 %, the grokking delay) for algorithmic
-tasks, the losses for language models (task ``text``); ``store`` (first) when the rows carry
+there: the summary metrics that apply to their kinds of run (``groklab.records.SUMMARIES``:
+accuracies, steps to 99 %, the grokking delay for algorithmic tasks, the losses for language
+models, ``tasks.language_tasks()``); ``store`` (first) when the rows carry
 the store they come from (``groklab results A B``), ``study`` (before ``label``) when some
 row belongs to a study; ``last_step`` and ``last_val_acc`` (after ``steps``: where a run got
 to, its last evaluation) when a run shown is not finished and has evaluated (a report of
 several stores lists each study's runs with these columns too). Every missing
 number (a step never reached, a run not finished) is ``format.MISSING``; accuracies and
-losses have four decimals, steps are whole numbers.
+losses have four decimals, whole numbers (steps: ``Summary.whole``) none.
 """
 
 from __future__ import annotations
@@ -19,14 +20,26 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from groklab.format import MISSING, is_missing
+from groklab.records import SUMMARIES, RunKind, ordered
+from groklab.tasks import language_tasks
 
 IDENTITY = ["id", "task", "model", "label", "seed", "status", "steps"]
+# the order of the metric columns: the stored summary metrics that apply to a kind of run
+# (groklab.records.SUMMARIES), these first; any other follows in the table's order
+ORDER = ("final_train_acc", "final_val_acc", "max_val_acc", "final_train_loss",
+         "final_val_loss", "step_train_acc_99", "step_val_acc_99", "step_val_acc_99_held",
+         "grokking_delay")
+
+
+def kind_columns(kind: RunKind) -> list[str]:
+    """The metric columns of runs of ``kind``, in display order."""
+    return ordered([s.name for s in SUMMARIES if s.stored and kind in s.runs], ORDER)
+
+
 # metric columns per kind of run, in display order
-GROKKING = ["final_train_acc", "final_val_acc", "max_val_acc", "final_val_loss",
-            "step_train_acc_99", "step_val_acc_99", "step_val_acc_99_held", "grokking_delay"]
-LANGUAGE = ["final_train_loss", "final_val_loss"]
-WHOLE_NUMBERS = {"seed", "steps", "step_train_acc_99", "step_val_acc_99",
-                 "step_val_acc_99_held", "grokking_delay", "last_step"}
+GROKKING = kind_columns("algorithmic")
+LANGUAGE = kind_columns("language")
+WHOLE_NUMBERS = {"seed", "steps", "last_step", *(s.name for s in SUMMARIES if s.whole)}
 # where an unfinished run got to (Store.runs): shown, after ``steps``, when a run shown is
 # not finished and has evaluated, and only for such runs
 PROGRESS = ["last_step", "last_val_acc"]
@@ -34,8 +47,10 @@ PROGRESS = ["last_step", "last_val_acc"]
 
 def result_columns(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     """The columns that apply to ``runs``: identity, then the metrics of their kinds."""
-    kinds = {r.get("task") == "text" for r in runs}
-    metrics = [c for c in GROKKING if False in kinds] + [c for c in LANGUAGE if True in kinds]
+    language = language_tasks()
+    kinds = {"language" if r.get("task") in language else "algorithmic" for r in runs}
+    metrics = [*(GROKKING if "algorithmic" in kinds else []),
+               *(LANGUAGE if "language" in kinds else [])]
     identity = list(IDENTITY)
     if any(not is_missing(r.get("study")) for r in runs):
         identity.insert(identity.index("label"), "study")

@@ -1,9 +1,10 @@
 """Language-model studies in a report (docs/protocol.md §7): loss curves, the LM table and
 samples.
 
-A study whose runs all train the ``text`` task gets, instead of the grokking tables: the
-table of ``groklab.lm.summary`` (final train loss, best validation loss, train time, train
-and generation tokens per second; mean ± stderr over seeds), a figure of train (dashed) and
+A study whose runs all train a language-model task (``register_task(language_model=True)``:
+the ``text`` task) gets, instead of the grokking tables: the table of ``groklab.lm.summary``
+(final train loss, best validation loss, train time, train and generation tokens per
+second; mean ± stderr over seeds), a figure of train (dashed) and
 validation (solid) loss against steps with ±stderr bands on linear axes (the LM
 convention), and the first seed's generated sample of every configuration. Everything
 comes from the loaded ``StudyData`` (runs, curves, named metrics and texts).
@@ -19,12 +20,13 @@ import pandas as pd
 from groklab.lm.summary import lm_frame, lm_row, lm_summary, lm_table
 from groklab.report.data import StudyData
 from groklab.report.document import Block, Code, Figure, Heading, Paragraph, Table
+from groklab.tasks import language_tasks
 
 SAMPLE_CHARS = 300
 
 
 def is_language_model_study(study: StudyData) -> bool:
-    return not study.runs.empty and bool((study.runs["task"] == "text").all())
+    return not study.runs.empty and bool(study.runs["task"].isin(language_tasks()).all())
 
 
 def lm_section(study: StudyData, root: Path, prefix: Path) -> tuple[list[Block], list[Path]]:
@@ -52,9 +54,9 @@ def lm_section(study: StudyData, root: Path, prefix: Path) -> tuple[list[Block],
 
 
 def _lm_rows(study: StudyData) -> pd.DataFrame:
-    """``groklab.lm.summary``'s rows of the study's finished ``text`` runs, labelled by
-    their configuration, in the study's order."""
-    finished = study.finished[study.finished["task"] == "text"]
+    """``groklab.lm.summary``'s rows of the study's finished language-model runs, labelled
+    by their configuration, in the study's order."""
+    finished = study.finished[study.finished["task"].isin(language_tasks())]
     best = study.curves.groupby("run_id")["val_loss"].min()
     metrics = study.metrics
     gen = metrics[metrics["name"] == "gen_tokens_per_s"].groupby("run_id")["value"].last()

@@ -12,25 +12,23 @@ import numpy as np
 import pandas as pd
 
 from groklab.format import ACCURACY, MISSING, WHOLE, mean_se, setting
+from groklab.records import SUMMARIES, SUMMARY, ordered
 from groklab.report.data import setting_values, settings_key
 
+# the order of the report's tables: the tabled summary metrics of algorithmic runs
+# (groklab.records.SUMMARIES), these first; any other follows in the table's order
+ORDER = ("final_val_acc", "step_val_acc_99", "step_val_acc_99_held", "final_val_loss",
+         "max_val_acc", "step_train_acc_99", "grokking_delay")
 # metric -> (title, number format: a format spec, see groklab.format)
 METRICS: dict[str, tuple[str, str]] = {
-    "final_val_acc": ("Final validation accuracy", ACCURACY),
-    "step_val_acc_99": ("Steps to 99 % validation accuracy", WHOLE),
-    "step_val_acc_99_held": ("Steps to held 99 % validation accuracy (above 0.99 from that "
-                             "step to the end of the run)", WHOLE),
-    "final_val_loss": ("Final validation loss", ACCURACY),  # as the LM table's losses
-    "max_val_acc": ("Maximum validation accuracy within the budget", ACCURACY),
-    "step_train_acc_99": ("Steps to 99 % train accuracy (memorisation)", WHOLE),
-    "grokking_delay": ("Grokking delay: steps from 99 % train to 99 % validation accuracy",
-                       WHOLE),
-}
+    m: (SUMMARY[m].title, WHOLE if SUMMARY[m].whole else ACCURACY) for m in ordered(
+        [s.name for s in SUMMARIES if s.stored and s.tabled and "algorithmic" in s.runs],
+        ORDER)}
 # step metrics a run may never reach: counted as the step budget and flagged (censored)
-CENSORED = {"step_val_acc_99": "censored", "step_train_acc_99": "censored_train",
-            "step_val_acc_99_held": "censored_held"}
-# averaged over the runs that reached both thresholds only; the cell names how many
-PARTIAL = ("grokking_delay",)
+CENSORED: dict[str, str] = {s.name: s.censored for s in SUMMARIES
+                            if s.censored is not None and s.name in METRICS}
+# averaged over the runs that have them only; the cell names how many
+PARTIAL = tuple(m for m in METRICS if SUMMARY[m].partial)
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -101,19 +99,17 @@ def censored_note(summary: pd.DataFrame, metric: str = "step_val_acc_99") -> str
         return None
     cells = "; ".join(f"{r.task} / {r.config}: {getattr(r, flag)} of {r.n}"
                       for r in flagged.itertuples(index=False))
-    which = {"step_val_acc_99": "reached 99 % validation accuracy",
-             "step_val_acc_99_held": "held 99 % validation accuracy to their end",
-             "step_train_acc_99": "reached 99 % train accuracy"}[metric]
-    return (f"* Some runs never {which} and count as the step "
+    return (f"* Some runs never {SUMMARY[metric].reached} and count as the step "
             f"budget ({', '.join(str(s) for s in dict.fromkeys(flagged['steps']))}): {cells}.")
 
 
 def partial_note(metric: str) -> str | None:
     """The note under a metric defined only for some runs (the grokking delay)."""
-    if metric != "grokking_delay":
+    runs = SUMMARY[metric].partial if metric in SUMMARY else None
+    if runs is None:
         return None
-    return ("Mean over the runs that reached 99 % on both train and validation accuracy; "
-            "(n=k) marks a cell where only k seeds did, — one where none did.")
+    return (f"Mean over the runs that {runs}; (n=k) marks a cell where only k seeds did, — "
+            "one where none did.")
 
 
 def settings_note(summary: pd.DataFrame) -> str | None:

@@ -4,6 +4,11 @@ The schema version is SQLite's ``PRAGMA user_version``: 0 is the store groklab 0
 ``VERSION`` the current one. ``MIGRATIONS[n]`` takes a version-n store to n + 1 inside the
 transaction that opened it, so a new version appends one function; ``SCHEMA`` is what a fresh
 store is created with, and a migrated store must end up identical to it.
+
+Summary metrics are not defined here: their columns of ``runs`` come from
+``groklab.records.SUMMARIES`` (each metric's ``added`` version), and the migration of the
+version that adds one, ``add_summaries``, back-fills it for every finished run by running the
+metric's one Python definition over the run's stored curve.
 """
 
 from __future__ import annotations
@@ -16,28 +21,35 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from groklab.records import HALTED, STATUSES, SUMMARIES, EvalRow, definition
 from groklab.spec import stored_spec
 
+
+def summary_columns(added: Callable[[int], bool]) -> str:
+    """The ``runs`` columns of the summary metrics whose ``added`` version passes ``added``
+    (in the order of ``records.SUMMARIES``), as SQL column definitions."""
+    chosen = [s for s in SUMMARIES if s.added is not None and added(s.added)]
+    return ",\n    ".join(f"{s.name} {s.column_type}"
+                          for s in sorted(chosen, key=lambda s: s.added or 0))
+
+
 # The current schema (version len(MIGRATIONS)); a migrated store must end up identical.
-SCHEMA = """
+# Summary columns: groklab 0.1's where 0.1 put them, later ones last (records.SUMMARIES).
+SCHEMA = f"""
 CREATE TABLE runs (
     id TEXT PRIMARY KEY,
     spec TEXT NOT NULL,
     label TEXT NOT NULL,
-    status TEXT NOT NULL,              -- 'running', 'interrupted', 'stopped' or 'finished'
+    status TEXT NOT NULL,              -- {', '.join(repr(s) for s in STATUSES)}
     device TEXT,
     started REAL,
     finished REAL,
     wall_s REAL,
-    final_train_loss REAL, final_train_acc REAL, final_val_loss REAL, final_val_acc REAL,
-    step_val_acc_99 INTEGER,
+    {summary_columns(lambda v: v == 0)},
     semantics INTEGER,                 -- the spec's semantics version
     owner TEXT,                        -- host:pid:token of the Store training it
     heartbeat REAL,                    -- the owner's last write (time.time())
-    max_val_acc REAL,                  -- the best validation accuracy evaluated
-    step_train_acc_99 INTEGER,         -- memorisation: first step with train acc > 0.99
-    grokking_delay INTEGER,            -- step_val_acc_99 - step_train_acc_99
-    step_val_acc_99_held INTEGER       -- first step from which val acc > 0.99 to the end
+    {summary_columns(lambda v: v > 0)}
 );
 CREATE TABLE curves (
     run_id TEXT NOT NULL REFERENCES runs(id),
@@ -164,19 +176,35 @@ def _merge_memberships(db: sqlite3.Connection, new_id: str, old_ids: list[str]) 
                    [(study, pos, new_id, label) for study, (pos, label) in keep.items()])
 
 
+def stored_curve(db: sqlite3.Connection, run_id: str) -> list[EvalRow]:
+    """The run's evaluated steps in order, each with its named metrics as ``extra``."""
+    extra: dict[int, dict[str, float]] = defaultdict(dict)
+    for step, name, value in db.execute("SELECT step, name, value FROM metrics WHERE "
+                                        "run_id=? ORDER BY step, name", (run_id,)):
+        extra[step][name] = value
+    rows = db.execute("SELECT step, train_loss, train_acc, val_loss, val_acc FROM curves "
+                      "WHERE run_id=? ORDER BY step", (run_id,))
+    return [EvalRow(*r, extra=extra.get(r[0], {})) for r in rows]
+
+
+def add_summaries(db: sqlite3.Connection, version: int) -> None:
+    """Add the ``runs`` columns of the summary metrics that store ``version`` adds
+    (``records.Summary.added``) and fill them in for every finished run by each metric's
+    definition over the run's stored curve (other runs keep NULL: they have no summary)."""
+    new = [s for s in SUMMARIES if s.added == version]
+    for s in new:
+        db.execute(f"ALTER TABLE runs ADD COLUMN {s.name} {s.column_type}")
+    assign = ", ".join(f"{s.name}=?" for s in new)
+    for (run_id,) in db.execute("SELECT id FROM runs WHERE status='finished'").fetchall():
+        curve = stored_curve(db, run_id)
+        db.execute(f"UPDATE runs SET {assign} WHERE id=?",
+                   (*(definition(s.name)(curve) for s in new), run_id))
+
+
 def _migrate_1_to_2(db: sqlite3.Connection) -> None:
     """1 -> 2: the summary columns ``max_val_acc``, ``step_train_acc_99`` and
     ``grokking_delay``, filled in for finished runs from their stored curves."""
-    for column in ("max_val_acc REAL", "step_train_acc_99 INTEGER", "grokking_delay INTEGER"):
-        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
-    db.execute("""
-        UPDATE runs SET
-            max_val_acc = (SELECT MAX(val_acc) FROM curves WHERE run_id = runs.id),
-            step_train_acc_99 = (SELECT MIN(step) FROM curves
-                                 WHERE run_id = runs.id AND train_acc > 0.99)
-        WHERE status = 'finished'""")
-    db.execute("UPDATE runs SET grokking_delay = step_val_acc_99 - step_train_acc_99 "
-               "WHERE status = 'finished'")
+    add_summaries(db, 2)
 
 
 def _migrate_2_to_3(db: sqlite3.Connection) -> None:
@@ -187,15 +215,8 @@ def _migrate_2_to_3(db: sqlite3.Connection) -> None:
 
 def _migrate_3_to_4(db: sqlite3.Connection) -> None:
     """3 -> 4: the summary column ``step_val_acc_99_held`` (records.held_step), filled in
-    for finished runs from their stored curves: the first step after the last evaluation
-    with val acc <= 0.99, None when that evaluation is the curve's last."""
-    db.execute("ALTER TABLE runs ADD COLUMN step_val_acc_99_held INTEGER")
-    db.execute("""
-        UPDATE runs SET step_val_acc_99_held = (
-            SELECT MIN(c.step) FROM curves c WHERE c.run_id = runs.id AND c.step > COALESCE(
-                (SELECT MAX(d.step) FROM curves d
-                 WHERE d.run_id = runs.id AND NOT d.val_acc > 0.99), -1))
-        WHERE status = 'finished'""")
+    for finished runs from their stored curves."""
+    add_summaries(db, 4)
 
 
 def _migrate_4_to_5(db: sqlite3.Connection) -> None:
@@ -209,7 +230,14 @@ def _migrate_4_to_5(db: sqlite3.Connection) -> None:
                "spec TEXT NOT NULL, PRIMARY KEY (invocation, pos))")
 
 
+def _migrate_5_to_6(db: sqlite3.Connection) -> None:
+    """5 -> 6: the status of a run a hook from outside its settings cut short, 'stopped', is
+    ``HALTED`` ('halted_by_hook'): 'stopped' read as an early stop, whose runs are
+    'finished'."""
+    db.execute("UPDATE runs SET status=? WHERE status='stopped'", (HALTED,))
+
+
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_migrate_0_to_1, _migrate_1_to_2,
                                                           _migrate_2_to_3, _migrate_3_to_4,
-                                                          _migrate_4_to_5]
+                                                          _migrate_4_to_5, _migrate_5_to_6]
 VERSION = len(MIGRATIONS)

@@ -22,13 +22,15 @@ Claims. Two processes may train into one folder. Each ``Store`` has an owner tok
 claimed: not finished runs, nor runs another owner is training (its heartbeat is younger than
 ``STALE_S`` and, on this host, its process is alive). ``append`` and ``finish`` write only
 runs this instance still owns and refresh their heartbeat; ``release`` (and ``close``) gives
-unfinished runs back, with status 'interrupted'. A run's status is 'running' (claimed),
-'interrupted' (released unfinished: Ctrl-C, an error), 'stopped' (an external hook retired
-it) or 'finished'. A claimed run's partial rows from an earlier attempt are dropped, so a
-resumed run never holds duplicate rows; a killed process leaves a run unfinished and claimable
-once its owner is stale or dead. What a reader is shown is true without a write: a 'running'
-run whose owner is gone (``claims.owner_gone``: its process ended, or, on another host, its
-heartbeat is stale) reads as 'interrupted' (``runs``, ``status``).
+unfinished runs back, with status 'interrupted'. A run's status (``STATUSES``) is 'running'
+(claimed), 'interrupted' (released unfinished: Ctrl-C, an error), 'halted_by_hook' (a hook
+from outside its settings cut it short; 'stopped' before store version 6) or 'finished'
+(trained to its budget or to its own early stop). A claimed run's partial rows from an
+earlier attempt are dropped, so a resumed run never holds duplicate rows; a killed process
+leaves a run unfinished and claimable once its owner is stale or dead. What a reader is
+shown is true without a write: a 'running' run whose owner is gone (``claims.owner_gone``:
+its process ended, or, on another host, its heartbeat is stale) reads as 'interrupted'
+(``runs``, ``status``).
 
 Files that are not stores. Opening checks the file before SQLite touches it and refuses,
 with ``StoreError`` naming the file and what it is, anything that is not a groklab store: an
@@ -53,9 +55,9 @@ from pathlib import Path
 from typing import Any
 
 from groklab.claims import new_owner, owner_gone, process_alive
-from groklab.records import FINAL_METRICS, EvalRow, final_metrics
+from groklab.records import FINAL_METRICS, HALTED, EvalRow, final_metrics
 from groklab.spec import RunSpec
-from groklab.store.migrations import MIGRATIONS, SCHEMA, VERSION, StoreError
+from groklab.store.migrations import MIGRATIONS, SCHEMA, VERSION, StoreError, stored_curve
 
 STORE_NAME = "groklab.sqlite"
 STALE_S = 600.0  # a running run whose owner has not written for this long may be claimed
@@ -338,9 +340,10 @@ class Store:
         """Write the remaining rows and final metrics and mark the runs finished, atomically.
 
         Runs in ``stopped`` (an external hook retired them: engine/hooks.py) get their rows
-        and status ``stopped`` instead: they are not the full-length runs their ids name, so
-        they have no final metrics and a later invocation trains them again. Only runs this
-        instance still owns are written; returns the ids it finished.
+        and status ``HALTED`` ('halted_by_hook') instead: they are not the full-length runs
+        their ids name, so they have no final metrics and a later invocation trains them
+        again. Only runs this instance still owns are written; returns the ids it
+        finished.
         """
         now = time.time()
         stopped = set(stopped)
@@ -355,8 +358,8 @@ class Store:
                     + ", ".join(f"{k}=?" for k in FINAL_METRICS) + " WHERE id=?",
                     (now, wall_s, *(m[k] for k in FINAL_METRICS), rid))
             self.db.executemany(
-                "UPDATE runs SET status='stopped', owner=NULL, heartbeat=NULL, wall_s=? "
-                "WHERE id=?", [(wall_s, rid) for rid in owned if rid in stopped])
+                "UPDATE runs SET status=?, owner=NULL, heartbeat=NULL, wall_s=? WHERE id=?",
+                [(HALTED, wall_s, rid) for rid in owned if rid in stopped])
         return done
 
     def release(self, run_ids: Iterable[str] | None = None) -> None:
@@ -534,13 +537,7 @@ class Store:
 
     def curve(self, run_id: str) -> list[EvalRow]:
         """The run's evaluated steps in order, each with its named metrics as ``extra``."""
-        extra: dict[int, dict[str, float]] = defaultdict(dict)
-        for step, name, value in self.metrics(run_id):
-            extra[step][name] = value
-        rows = self.db.execute(
-            "SELECT step, train_loss, train_acc, val_loss, val_acc FROM curves "
-            "WHERE run_id=? ORDER BY step", (run_id,))
-        return [EvalRow(*r, extra=extra.get(r[0], {})) for r in rows]
+        return stored_curve(self.db, run_id)
 
     def metrics(self, run_id: str) -> list[tuple[int, str, float]]:
         """The run's named metrics as (step, name, value), ordered by step and name."""

@@ -1,10 +1,17 @@
-"""Task data, the task registry and the seeded train/validation split."""
+"""Task data, the task registry and the seeded train/validation split.
+
+The registry is also the door of what a task brings beside its table (docs/design.md,
+Plug-in doors): a check of a run's settings (called by ``RunSpec``), an output hook (called
+by the engine once a run is finished: the text task's generated sample) and whether its runs
+are language models (losses, not accuracies). The core consults these by the task's name and
+never names a task; ``SpecCheck`` is the models' too (models/registry.py).
+"""
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -51,18 +58,75 @@ class TaskData:
 
 
 TaskBuilder = Callable[..., TaskData]
-_TASKS: Registry[TaskBuilder] = Registry("task", TaskError)
+
+SpecCheck = Callable[[Any], None]
+"""``check(spec)``: raise ``ValueError`` for settings the task or model cannot train. The
+spec is read by attribute (``spec.model``, ``spec.embedding``): these layers lie below
+groklab.spec and never import it."""
 
 
-def register_task(name: str) -> Callable[[TaskBuilder], TaskBuilder]:
+def no_check(spec: Any) -> None:
+    """The check of a task or model that registers none: every spec passes."""
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """What a finished run adds to the store beside its curve (an output hook's result):
+    named metrics, recorded at the run's last step, and named texts."""
+
+    metrics: dict[str, float] = field(default_factory=dict)
+    texts: dict[str, str] = field(default_factory=dict)
+
+
+OutputHook = Callable[[Any, TaskData, Any, Mapping[str, torch.Tensor], str], Outputs]
+"""``outputs(spec, task, model, params, device)``: what a finished run of the task adds,
+from its table, its model (``build_model``) and its final weights (one run's, unstacked) on
+``device``; called by the engine once the run is recorded finished (engine/finish.py)."""
+
+
+@dataclass(frozen=True)
+class TaskHooks:
+    """A task's doors: the check of a run's spec (called when the spec is built), its output
+    hook (None: none), whether its runs are language models (the results list losses,
+    the report gives them its language-model section), and ``identity``: how its settings
+    enter a run's id where their value is not what determines the result (the text task:
+    the corpus's digest, not the path it lies at; None: as they are)."""
+
+    check: SpecCheck = no_check
+    outputs: OutputHook | None = None
+    language_model: bool = False
+    identity: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+
+@dataclass(frozen=True)
+class _Task:
+    builder: TaskBuilder
+    hooks: TaskHooks
+
+
+_TASKS: Registry[_Task] = Registry("task", TaskError)
+
+
+def register_task(name: str, *, check: SpecCheck = no_check, outputs: OutputHook | None = None,
+                  language_model: bool = False,
+                  identity: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+                  ) -> Callable[[TaskBuilder], TaskBuilder]:
     """Decorator: register ``builder(**settings) -> TaskData`` under ``name``.
 
     The builder's keyword parameters (``p``, ``k``, ...) are the settings the task takes;
     a run's other task settings are ignored and do not change its id. End the signature
-    with ``**_`` to accept (and ignore) the others.
+    with ``**_`` to accept (and ignore) the others. The keywords are the task's doors
+    (``TaskHooks``): a ``check`` of a run's spec, an ``outputs`` hook for its finished runs,
+    ``language_model`` for a task whose runs are language models, and ``identity``: the
+    values its settings (``task_args``) enter a run's id with, where not as they are.
     """
+    hooks = TaskHooks(check, outputs, language_model, identity)
 
-    return lambda builder: _TASKS.add(name, builder)
+    def wrap(builder: TaskBuilder) -> TaskBuilder:
+        _TASKS.add(name, _Task(builder, hooks))
+        return builder
+
+    return wrap
 
 
 def task_names() -> list[str]:
@@ -71,7 +135,17 @@ def task_names() -> list[str]:
 
 def task_builder(name: str) -> TaskBuilder:
     """The registered builder of task ``name``; its keyword parameters are the task's settings."""
-    return _TASKS.get(name)
+    return _TASKS.get(name).builder
+
+
+def task_hooks(name: str) -> TaskHooks:
+    """What task ``name`` registered beside its builder (``register_task``)."""
+    return _TASKS.get(name).hooks
+
+
+def language_tasks() -> frozenset[str]:
+    """The tasks whose runs are language models (``register_task(language_model=True)``)."""
+    return frozenset(n for n in _TASKS.names() if _TASKS.get(n).hooks.language_model)
 
 
 @lru_cache(maxsize=32)

@@ -13,23 +13,37 @@ inside the validation part; the split is fixed (``TaskData.split``), not drawn f
 
 A run's identity names the corpus by the SHA-256 of its bytes (``corpus_digest``), not by
 its path, so the same text gives the same run id on every machine.
+
+The task's registration is the language-model plug-in's door into the core (docs/design.md,
+Plug-in doors): its runs are language models; it trains model ``gpt`` only (a check the
+model registers too); and a finished run adds a generated sample (``sample_outputs``):
+``SAMPLE_TOKENS`` characters from its final weights (prompt: a newline, temperature 0.8,
+top-k 200, KV cache; docs/protocol.md §7), recorded as the text ``sample`` with the speed as
+the named metric ``gen_tokens_per_s`` at the run's last step, and the corpus's
+``alphabet``, so ``groklab sample`` needs only the store and the weights. The sampling
+stream is seeded by the run's seed, so a run's sample does not depend on its cohort mates.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any, Protocol
 
 import torch
 
-from groklab.tasks.base import TaskData, TaskError, register_task
+from groklab.tasks.base import Outputs, TaskData, TaskError, register_task
 
 BUILTIN = "tinyshakespeare"
 TRAIN_PART = 0.9
+SAMPLE_TOKENS = 500
+TEMPERATURE = 0.8
+TOP_K = 200
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,46 @@ def decode(tokens: list[int] | torch.Tensor, alphabet: str) -> str:
     return "".join(alphabet[int(t)] for t in tokens)
 
 
-@register_task("text")
+class TextModel(Protocol):
+    """A model that continues token sequences (``models.gpt.GPT.generate``)."""
+
+    def generate(self, params: dict[str, torch.Tensor], prompt: torch.Tensor, n_new: int, *,
+                 temperature: float, top_k: int | None,
+                 generators: list[torch.Generator] | None) -> tuple[torch.Tensor, float]: ...
+
+
+def sample(model: TextModel, alphabet: str, params: Mapping[str, torch.Tensor], *,
+           prompt: str = "\n", tokens: int = SAMPLE_TOKENS, temperature: float = TEMPERATURE,
+           top_k: int | None = TOP_K, seed: int = 0, device: str = "cpu") -> tuple[str, float]:
+    """``prompt`` continued by ``tokens`` characters from one run's weights (``ValueError``
+    for a prompt character outside the alphabet); returns the generated text (prompt
+    excluded) and the generation speed in tokens per second."""
+    ids = encode(prompt, alphabet).to(device).view(1, -1)
+    stacked = {k: v.detach().to(device, torch.float32).unsqueeze(0) for k, v in params.items()}
+    gen = torch.Generator(device=device).manual_seed(seed)
+    out, seconds = model.generate(stacked, ids, tokens, temperature=temperature, top_k=top_k,
+                                  generators=[gen])
+    return decode(out[0, ids.shape[1]:].cpu(), alphabet), tokens / max(seconds, 1e-9)
+
+
+def sample_outputs(spec: Any, task: TaskData, model: TextModel,
+                   params: Mapping[str, torch.Tensor], device: str) -> Outputs:
+    """The text task's output hook: a finished run's sample (see the module doc)."""
+    alphabet = task.alphabet
+    assert alphabet is not None
+    generated, speed = sample(model, alphabet, params, seed=spec.seed, device=device)
+    return Outputs({"gen_tokens_per_s": speed}, {"sample": generated, "alphabet": alphabet})
+
+
+def trains_gpt(spec: Any) -> None:
+    """The text task and model ``gpt`` train only each other (registered by both)."""
+    if (spec.task == "text") != (spec.model == "gpt"):
+        raise ValueError("the text task trains model 'gpt', and model 'gpt' trains the text "
+                         f"task (got task {spec.task!r} with model {spec.model!r})")
+
+
+@register_task("text", check=trains_gpt, outputs=sample_outputs, language_model=True,
+               identity=lambda args: {"corpus": corpus_digest(args["corpus"])})
 def text(corpus: str = BUILTIN, context: int = 64) -> TaskData:
     """Windows of ``context`` characters and their next characters (see the module doc)."""
     found = load_corpus(corpus)

@@ -7,11 +7,12 @@ trial's seeds; ties are broken by the final validation loss L (mean over seeds):
 difference of two mean step counts, so the steps decide and the loss only orders equals.
 Minimised.
 
-Any other recorded metric: a final metric of the ``runs`` table (``final_val_acc``,
-``max_val_acc``, ``final_val_loss``, ``step_val_acc_99``, ``grokking_delay``, ...; a step
-never reached counts as the budget) or a named metric of the long ``metrics`` table (its last
-recorded value), averaged over seeds. Accuracies are maximised, everything else minimised,
-unless a direction is given.
+Any other summary metric (``groklab.records.SUMMARIES``): a stored one of the ``runs`` table
+(``final_val_acc``, ``max_val_acc``, ``final_val_loss``, ``step_val_acc_99``,
+``grokking_delay``, ...; a step count never reached counts as the budget), or a named metric
+of the long ``metrics`` table (the diagnostics, any other recorded name: its last recorded
+value), averaged over seeds. A summary metric goes its own way (``Summary.direction``), any
+other accuracy is maximised and everything else minimised, unless a direction is given.
 """
 
 from __future__ import annotations
@@ -21,26 +22,24 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from groklab.records import FINAL_METRICS
+from groklab.records import FINAL_METRICS, SUMMARIES, SUMMARY
 from groklab.store import Store
 
 DEFAULT_METRIC = "steps_to_99"
-STEP_METRICS = ("step_val_acc_99", "step_train_acc_99", "grokking_delay", "step_val_acc_99_held")
-# the named metrics `diagnostics = true` records (docs/protocol.md §6.7)
-DIAGNOSTIC_METRICS = ("sigma_max_E", "sigma_max_W", "fro_E", "fro_W", "eta_E_over_eta_W",
-                      "token_updates_cv", "token_updates_min_over_mean")
 
 
 def known_metrics(recorded: Iterable[str] = ()) -> list[str]:
-    """Metrics a search can optimise: the default, the final metrics, the diagnostics and
-    any named metric already ``recorded`` in the store."""
-    return list(dict.fromkeys([DEFAULT_METRIC, *FINAL_METRICS, *DIAGNOSTIC_METRICS,
-                               *recorded]))
+    """Metrics a search can optimise: the default, every summary metric and any named
+    metric already ``recorded`` in the store."""
+    return list(dict.fromkeys([DEFAULT_METRIC, *(s.name for s in SUMMARIES), *recorded]))
 
 
 def default_direction(metric: str) -> str:
-    """maximize for accuracies, minimize for steps, losses and everything else."""
-    if metric.startswith("step") or metric == "grokking_delay":
+    """A summary metric's own direction (``Summary.direction``); for any other name, minimize
+    for steps (the default too), maximize for accuracies, minimize for everything else."""
+    if metric in SUMMARY:
+        return SUMMARY[metric].direction
+    if metric.startswith("step"):
         return "minimize"
     return "maximize" if metric.endswith("acc") else "minimize"
 
@@ -69,7 +68,7 @@ def outcome(store: Store, run_ids: Sequence[str], metric: str) -> Outcome | None
         return Outcome(value, {"steps_to_99": steps, "final_val_loss": losses,
                                "censored": sum(r["step_val_acc_99"] is None for r in runs)})
     if metric in FINAL_METRICS:
-        values = [_censored(r, metric) if metric in STEP_METRICS else r[metric] for r in runs]
+        values = [_censored(r, metric) if SUMMARY[metric].whole else r[metric] for r in runs]
     else:
         values = []
         for r in runs:
@@ -79,6 +78,7 @@ def outcome(store: Store, run_ids: Sequence[str], metric: str) -> Outcome | None
 
 
 def _censored(run: dict[str, Any], metric: str) -> float:
-    """A step metric, or the run's step budget when it was not reached."""
+    """A step count (a whole-number summary metric), or the run's step budget when the run
+    did not reach it."""
     value = run[metric]
     return float(run["steps"] if value is None else value)

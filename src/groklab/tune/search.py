@@ -59,12 +59,12 @@ def default_storage(out: str | Path) -> str:
     return f"sqlite:///{(Path(out).resolve() / OPTUNA_FILE).as_posix()}"
 
 
-def tune(out: str | Path, space: Space, *, trials: int, batch: int = 8, seeds: int = 1,
-         metric: str = DEFAULT_METRIC, direction: str | None = None,
-         storage: str | None = None, study_name: str | None = None,
-         sampler: str = "tpe", sampler_seed: int | None = None, device: str | None = None,
-         progress: bool = True, executor: Any = None, hooks: Sequence[Any] = ()
-         ) -> TuneResult:
+def run_search(out: str | Path, space: Space, *, trials: int, batch: int = 8, seeds: int = 1,
+               metric: str = DEFAULT_METRIC, direction: str | None = None,
+               storage: str | None = None, study_name: str | None = None,
+               sampler: str = "tpe", sampler_seed: int | None = None,
+               device: str | None = None, progress: bool = True, executor: Any = None,
+               hooks: Sequence[Any] = ()) -> TuneResult:
     """Run (or continue) the search until the study holds ``trials`` trials."""
     optuna = require("optuna", "tune", "groklab tune")
     optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -1,4 +1,5 @@
-"""Objectives: what a model's outputs are scored against (docs/design.md, decision 10).
+"""Objectives, the training loss: what a model's outputs are scored against (docs/design.md,
+decision 10).
 
 An objective turns outputs and targets into per-example losses and named per-example
 metrics; the engine averages them per run (over a batch in training, over the whole

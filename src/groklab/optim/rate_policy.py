@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from groklab.models.layout import ParamLayout
+from groklab.optim.transforms import column
 
 if TYPE_CHECKING:
     from groklab.spec import RunSpec
@@ -43,10 +44,6 @@ def depth_multiplier(kind: str, i: int, n_blocks: int, gamma: float = 0.8,
     if kind == "cosine":
         return floor + (1.0 - floor) * (1.0 + math.cos(math.pi * frac)) / 2.0
     raise ValueError(f"unknown depth decay {kind!r}")
-
-
-def _col(values: Sequence[float], device: torch.device) -> torch.Tensor:
-    return torch.tensor(list(values), dtype=torch.float32, device=device).view(-1, 1)
 
 
 class RatePolicy:
@@ -68,9 +65,9 @@ class RatePolicy:
                                               s.lr_depth_floor)
               for g, i in self.slots] for s in specs], dtype=torch.float64)  # [R, S]
         self.hp = {
-            "warmup": _col([s.warmup for s in specs], device),
-            "cosine": _col([s.lr_schedule == "cosine" for s in specs], device),
-            "min_ratio": _col([s.min_lr_ratio for s in specs], device),
+            "warmup": column((s.warmup for s in specs), device),
+            "cosine": column((s.lr_schedule == "cosine" for s in specs), device),
+            "min_ratio": column((s.min_lr_ratio for s in specs), device),
         }
         self.total = max(s.steps for s in specs)  # cohort runs share ``steps``
         # from this update on every factor is 1 (no schedule left), so the base is the rate
@@ -89,8 +86,7 @@ class RatePolicy:
         if not any(offsets):
             self.offset, self._min_offset = None, 0
             return
-        self.offset = torch.tensor(list(offsets), dtype=torch.float32,
-                                   device=self.device).view(-1, 1)
+        self.offset = column(offsets, self.device)
         self._min_offset = min(offsets)
 
     def set_slot_rates(self, rates: torch.Tensor) -> None:

@@ -9,15 +9,15 @@ or none, share a cohort.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 
 from groklab.models.layout import KINDS, ParamLayout
-from groklab.optim.chains import CohortHyper, column, optimizer_chain
+from groklab.optim.chains import CohortHyper, optimizer_chain
 from groklab.optim.ortho import OrthoGrad
-from groklab.optim.rates import RatePolicy
+from groklab.optim.rate_policy import RatePolicy
 from groklab.optim.transforms import (
     Chain,
     ClipByGlobalNorm,
@@ -25,6 +25,7 @@ from groklab.optim.transforms import (
     MaFilter,
     Subset,
     Transform,
+    column,
 )
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ def decay_columns(specs: Sequence[RunSpec], layout: ParamLayout, like: torch.Ten
                   ) -> torch.Tensor:
     """Per-run weight decay: ``[R, 1]`` when every run decays everything, else ``[R, N]``
     with zeros where a run's ``decay_params`` excludes the column."""
-    wd = column([s.weight_decay for s in specs], like)
+    wd = column((s.weight_decay for s in specs), like.device, like.dtype)
     if all(s.decay_params == "all" for s in specs):
         return wd
     kinds = {"all": KINDS, "matrices": ("matrix",), "2d": ("matrix", "embedding")}
@@ -51,10 +52,13 @@ def grokfast_filters(specs: Sequence[RunSpec], params: torch.Tensor) -> list[Tra
         if s.grad_filter != "none":
             window = s.filter_window if s.grad_filter == "ma" else 0
             groups.setdefault((s.grad_filter, window), []).append(i)
+    def per_run(values: Iterable[float]) -> torch.Tensor:
+        return column(values, params.device, params.dtype)
+
     out: list[Transform] = []
     for (kind, window), rows in groups.items():
-        lamb = column([specs[i].resolved_filter_lamb() for i in rows], params)
-        f: Transform = (EmaFilter({"alpha": column([specs[i].filter_alpha for i in rows], params),
+        lamb = per_run(specs[i].resolved_filter_lamb() for i in rows)
+        f: Transform = (EmaFilter({"alpha": per_run(specs[i].filter_alpha for i in rows),
                                    "lamb": lamb}) if kind == "ema"
                         else MaFilter(window, {"lamb": lamb}))
         out.append(f if len(rows) == len(specs) else Subset(f, rows))
@@ -69,7 +73,8 @@ def transforms_for(specs: Sequence[RunSpec], layout: ParamLayout, params: torch.
     out = grokfast_filters(specs, params)
     if any(s.grad_clip is not None for s in specs):
         out.append(ClipByGlobalNorm({"max_norm": column(
-            [s.grad_clip if s.grad_clip is not None else float("inf") for s in specs], params)}))
+            (s.grad_clip if s.grad_clip is not None else float("inf") for s in specs),
+            params.device, params.dtype)}))
     ortho = [i for i, s in enumerate(specs) if s.grad_ortho]
     if ortho:
         f = OrthoGrad(list(layout.offsets.values()))
