@@ -37,6 +37,15 @@ def option(name: str, *, unset: str | None = None) -> Any:
     return Annotated[kind, typer.Option(s.flag, help=text)]
 
 
+def shared_option(name: str, note: str = "") -> Any:
+    """Setting ``name``'s flag for several commands (cli/shape.py): None unless typed, its
+    help saying the declared default and ``note`` (what another command takes instead)."""
+    s = SETTINGS[name]
+    default = s.none if s.default is None else shown(s.default)
+    text = f"{s.meaning(NAMES.get(name, ())).removesuffix('.')} (default {default}{note})."
+    return Annotated[_python_type(s.type) | None, typer.Option(s.flag, help=text)]
+
+
 def help_text(s: Setting) -> str:
     """A setting's help as its flag shows it: ``{choices}`` filled in with the values it
     takes, and what None means where None is its default."""
