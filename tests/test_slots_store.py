@@ -1,5 +1,5 @@
-"""A run ends by itself in the store: finished (or halted by a hook) at the evaluation where it ends,
-while its cohort trains on; a killed cohort with runs that ended and runs that joined resumes
+"""A run ends by itself in the store: finished (or halted by a hook) at the evaluation where it
+ends, while its cohort trains on; a killed cohort with runs that ended and runs that joined resumes
 bit for bit."""
 
 from __future__ import annotations
