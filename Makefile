@@ -23,7 +23,7 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check src tests benchmarks docs/examples
-	$(BIN)/pytest -n 2 --dist loadfile  # two workers, a test file each at a time
+	$(BIN)/pytest -n 2 --dist loadfile --no-loadscope-reorder  # two workers, a file each: tests/conftest.py orders them
 
 bench: venv
 	$(BIN)/groklab bench
