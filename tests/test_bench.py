@@ -46,8 +46,8 @@ def test_bench_times_other_models_with_their_flop_counts(model):
 
 @pytest.mark.slow
 def test_cli_bench_json(cli):
-    proc = cli("bench", "--device", "cpu", "--precision", "fp32", "--cohorts", "1", "--json",
-               "--no-progress")
+    proc = cli("bench", "--device", "cpu", "--precision", "fp32", "--cohorts", "1",
+               "--batch-size", "64", "--json", "--no-progress")
     out = json.loads(proc.stdout)
     (row,) = out["rows"]
     assert row["device"] == "cpu" and row["cohort"] == 1 and row["ms_per_step"] > 0
