@@ -106,6 +106,10 @@ class Orthogonalize(Transform):
         for j, (_, _, (fan_in, fan_out)) in enumerate(self.mats):
             wide = (fan_in, fan_out) if fan_in < fan_out else (fan_out, fan_in)
             self.batches.setdefault(wide, []).append(j)
+        # each batch's shape factors, [2, K]: ("original", "match_rms_adamw") per matrix
+        self.factors = {wide: torch.tensor([adjust_factors(self.mats[j][2]) for j in js]).T
+                        for wide, js in self.batches.items()}
+        self._on: dict[torch.device, dict[tuple[int, int], torch.Tensor]] = {}
 
     def init(self, params: torch.Tensor) -> State:
         return {"momentum_buffer": torch.zeros_like(params)}
@@ -122,11 +126,15 @@ class Orthogonalize(Transform):
         u = torch.where(self.hp["nesterov"] > 0, u.lerp(buf, mu), buf)
         out = torch.empty_like(u)
         R = u.shape[0]
+        factors = self._on.get(u.device)
+        if factors is None:
+            factors = self._on[u.device] = {k: f.to(u.device) for k, f in self.factors.items()}
+        match_rms = (self.hp["match_rms"] > 0).view(R, 1, 1, 1)
         for (m, n), js in self.batches.items():
             x = torch.stack([self._wide(u, j) for j in js], 1).to(self.dtype)
             y = newton_schulz(x.view(R * len(js), m, n)).view(R, len(js), m, n)
+            original, match = factors[(m, n)].view(2, 1, len(js), 1, 1)
+            y = y * torch.where(match_rms, match, original)  # every matrix's factor at once
             for k, j in enumerate(js):
-                original, match = adjust_factors(self.mats[j][2])
-                scale = torch.where(self.hp["match_rms"] > 0, match, original).view(R, 1, 1)
-                self._wide(out, j).copy_(y[:, k] * scale)
+                self._wide(out, j).copy_(y[:, k])
         return out
