@@ -97,6 +97,4 @@ class InProcess:
                 events.close()
             rec.close()
             counts = add_counts(counts, rec.counts())
-            tally.base += rec.trained
-            tally.fraction.clear()
         return counts
