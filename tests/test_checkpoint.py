@@ -6,6 +6,7 @@ import signal
 import sqlite3
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,31 @@ def test_corrupt_or_truncated_checkpoints_are_reported_and_skipped(tmp_path, cap
     ckpt.save(ids, state.state_dict(), [[], []])
     assert Checkpointer(ckpt.path).load(list(reversed(ids))) is None  # other runs: not theirs
     assert "other runs" in capsys.readouterr().err
+
+
+def test_save_survives_another_process_removing_the_emptied_folder(tmp_path, monkeypatch):
+    """Another process's finished cohort drops its checkpoint and removes the folder once it
+    is empty: when that lands between this save making the folder and opening its file, the
+    folder is made again (a 6-process fault campaign hit exactly this window)."""
+    ids = [s.run_id for s in specs()]
+    state = CohortState(specs())
+    state.step()
+    ckpt = Checkpointer(checkpoint_path(tmp_path, ids))
+    make = Path.mkdir
+    removed = []
+
+    def mkdir_then_lose_it(self, *args, **kwargs):
+        make(self, *args, **kwargs)
+        if len(removed) < 2:  # the other process wins the race twice
+            os.rmdir(self)
+            removed.append(self)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir_then_lose_it)
+    ckpt.save(ids, state.state_dict(), [[], []])
+    monkeypatch.undo()
+    assert removed == [ckpt.path.parent] * 2
+    assert Checkpointer(ckpt.path).load(ids)["state"]["t"] == 1
+    assert [p.name for p in ckpt.path.parent.iterdir()] == [ckpt.path.name]  # no .tmp left
 
 
 # a small model, so three invocations take seconds; evaluated at every step

@@ -179,6 +179,7 @@ def rm(
     """Remove runs from PATH: their curves, metrics, texts, study memberships, weights and
     checkpoints (chosen by id, --study, --status, --where: all that apply). A run another
     live process trains is refused, and then nothing is removed."""
+    from groklab.engine.checkpoint import remove_if_empty
     from groklab.store.weights import remove_weights, weight_files
 
     filters = parse_filters(study, status, where)
@@ -215,8 +216,8 @@ def rm(
                 remove_weights(store.root, rid)
             for p in ckpts:
                 p.unlink(missing_ok=True)
-            if ckpts and not any(ckpts[0].parent.iterdir()):
-                ckpts[0].parent.rmdir()
+            if ckpts:
+                remove_if_empty(ckpts[0].parent)
     typer.echo(_removal_text(rows, chosen, done, files, ckpts, kept_children, dry_run))
 
 

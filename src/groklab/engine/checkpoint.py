@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -128,10 +128,9 @@ class Checkpointer(CheckpointPolicy):
                     "curves": encode_curves(curves), **extra}, buf)
         payload = buf.getvalue()
         digest = hashlib.sha256(payload).hexdigest().encode()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
         try:
-            with open(tmp, "wb") as f:
+            with open_in_shared_folder(tmp) as f:
                 f.write(MAGIC + digest + b"\n" + payload)
                 f.flush()
                 os.fsync(f.fileno())
@@ -171,10 +170,30 @@ class Checkpointer(CheckpointPolicy):
         """Remove this cohort's checkpoints (its runs finished), and the folder if empty."""
         for path in (self.path, self.previous):
             path.unlink(missing_ok=True)
+        remove_if_empty(self.path.parent)
+
+
+def remove_if_empty(folder: Path) -> None:
+    """Remove the checkpoint folder ``folder`` if nothing is left in it (other cohorts'
+    checkpoints, or another process's file being written, keep it)."""
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # not empty, or already gone
+
+
+def open_in_shared_folder(path: Path, attempts: int = 8) -> IO[bytes]:
+    """``path`` opened for writing, its folder made first. Other processes remove the folder
+    when it empties (``remove_if_empty``), which can happen between making it and opening
+    the file: then it is made again."""
+    for attempt in range(attempts):
+        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.path.parent.rmdir()
-        except OSError:
-            pass  # other cohorts' checkpoints remain, or it never existed
+            return open(path, "wb")
+        except FileNotFoundError:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
 
 
 def read_checkpoint(path: Path) -> dict:
