@@ -4,7 +4,8 @@
 
 A short warm-up run first (allocator, kernels), then a profiled run of ``--steps`` steps
 (evaluations every 10 included). Prints the operators by self time per step, matmuls of the
-tiny attention products apart from the dense layers. Throughput itself: ``groklab bench``.
+tiny attention products apart from the dense layers. Throughput itself: ``groklab bench``;
+per phase (forward, backward, optimiser, evaluation): ``groklab bench --profile``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,8 @@ from collections import Counter
 
 from torch.profiler import ProfilerActivity, profile
 
-from groklab.bench import reference_specs
+from groklab.bench import MATMULS, reference_specs
 from groklab.engine.cohort import train_cohort
-
-MATMULS = {"aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"}
 
 
 def main() -> None:

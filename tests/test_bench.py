@@ -54,6 +54,26 @@ def test_cli_bench_json(cli):
     assert isinstance(out["torch"], str) and out["threads"] >= 1
 
 
+def test_cli_bench_profile_puts_every_operator_in_a_phase(cli):
+    """``--profile``: each phase's operator time per step, matmuls apart, plus what no
+    operator accounts for; the phases and the untraced rest add up to the step."""
+    proc = cli("bench", "--profile", "--model", "mlp", "--device", "cpu", "--precision",
+               "fp32", "--cohorts", "1", "--batch-size", "64", "--json", "--no-progress")
+    (prof,) = json.loads(proc.stdout)["rows"]
+    phases = {p["phase"]: p for p in prof["phases"]}
+    assert list(phases) == ["sample", "forward", "backward", "optimizer", "train_metrics",
+                            "evaluate", "other", "untraced"]
+    for name in ("forward", "backward", "evaluate"):  # the model's products are matmuls
+        assert phases[name]["matmul_ms"] > 0 and phases[name]["other_ms"] > 0
+    assert phases["optimizer"]["other_ms"] > 0 and phases["optimizer"]["matmul_ms"] == 0
+    assert all(p["ms"] == pytest.approx(p["matmul_ms"] + p["other_ms"]) for p in phases.values())
+    total = sum(p["ms"] for p in phases.values())
+    assert total == pytest.approx(prof["ms_per_step"], rel=0.02)
+    assert sum(p["share"] for p in phases.values()) == pytest.approx(1.0, rel=0.02)
+    assert phases["forward"]["ms"] > phases["other"]["ms"]  # the engine's work is labelled
+    assert prof["operators"][0]["ms"] >= prof["operators"][-1]["ms"] > 0
+
+
 @pytest.mark.parametrize("args, message", [
     (["--precision", "fp8"], "--precision"),
     (["--cohorts", "0"], "--cohorts"),

@@ -65,10 +65,11 @@ def _is_triple(lr: object) -> bool:
 
 
 def run(out: str | Path, *, device: str | None = None, progress: bool = True,
-        compile: bool = False, executor: Any = None, **spec_settings: Any) -> pd.DataFrame:
+        compile: bool | None = None, executor: Any = None, **spec_settings: Any) -> pd.DataFrame:
     """Train the runs ``make_specs(**spec_settings)`` describes into ``out``; return results.
 
-    ``compile=True`` runs the model through ``torch.compile`` (see README, Speed);
+    ``compile``: run the model and optimiser through ``torch.compile`` (None: when the runs
+    have at least 5,000 steps; see README, Speed);
     ``executor``: where cohorts train, e.g. ``groklab.integrations.ray_executor.RayExecutor()``
     (None: in this process).
     """
@@ -99,7 +100,7 @@ def curves(out: str | Path) -> pd.DataFrame:
 def study(study: str | Path | Study, out: str | Path | None = None, *,
           steps: int | None = None, seeds: int | None = None,
           tasks: Sequence[str] | None = None, device: str | None = None,
-          progress: bool = True, compile: bool = False, executor: Any = None) -> pd.DataFrame:
+          progress: bool = True, compile: bool | None = None, executor: Any = None) -> pd.DataFrame:
     """Run a built-in study (by name), a study file (``.toml``) or a ``Study`` into ``out``
     (default ``runs/<study name>``), resuming what is finished; return its summary table:
     one row per task and configuration with mean and stderr of each metric over seeds.

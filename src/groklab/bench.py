@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from groklab.engine.cohort import train_cohort
+from groklab.engine.phases import PHASES, PREFIX
 from groklab.models import build_model, model_hooks
 from groklab.progress import bar as progress_bar
 from groklab.settings import methods
@@ -142,13 +145,102 @@ def run_bench(device: str, precisions: list[str], cohorts: list[int],
               methods: Sequence[str] = ("adamw",)) -> list[dict]:
     """Every (model, method, precision, cohort); the peak is re-measured next to each
     timing."""
+    rows = []
+    for m, k, p, r in _combos(models, methods, precisions, cohorts, progress):
+        rows.append(asdict(bench_training(device, p, r, compile=compile, model=m,
+                                          batch_size=batch_size, method=k)))
+    return rows
+
+
+def run_profiles(device: str, precisions: list[str], cohorts: list[int],
+                 compile: bool = False, progress: bool = False,
+                 models: Sequence[str] = ("transformer",), batch_size: int | None = None,
+                 methods: Sequence[str] = ("adamw",), steps: int = 40) -> list[dict]:
+    """``profile_training`` of every (model, method, precision, cohort), as dicts."""
+    out = []
+    for m, k, p, r in _combos(models, methods, precisions, cohorts, progress):
+        wall, phases, ops = profile_training(device, p, r, steps, compile, m, batch_size, k)
+        out.append({"model": m, "method": k, "precision": p, "cohort": r,
+                    "compiled": compile, "device": device, "ms_per_step": wall,
+                    "phases": [asdict(x) for x in phases],
+                    "operators": [{"name": n, "ms": ms} for n, ms in ops]})
+    return out
+
+
+def _combos(models: Sequence[str], methods: Sequence[str], precisions: Sequence[str],
+            cohorts: Sequence[int], progress: bool) -> Iterator[tuple[str, str, str, int]]:
+    """Every (model, method, precision, cohort), under a progress bar."""
     combos = [(m, k, p, r) for m in models for k in methods for p in precisions
               for r in cohorts]
-    rows = []
     with progress_bar(combos, desc="bench", unit="config", disable=not progress,
                       leave=False) as bar:
         for m, k, p, r in bar:
             bar.set_postfix_str(f"{m}, {k}, {p}, cohort {r}")
-            rows.append(asdict(bench_training(device, p, r, compile=compile, model=m,
-                                              batch_size=batch_size, method=k)))
-    return rows
+            yield m, k, p, r
+
+
+# dense products; in a profile, a product over more than 64 [T, dh] blocks is attention's
+MATMULS = frozenset({"aten::bmm", "aten::baddbmm", "aten::mm", "aten::addmm"})
+
+
+@dataclass
+class PhaseRow:
+    """One phase of a step in a profile: its operators' time per step, matmuls apart."""
+
+    phase: str
+    matmul_ms: float
+    other_ms: float
+    ms: float
+    share: float  # of the step's wall time
+
+
+def _phase_of(event: Any) -> str | None:
+    """The engine phase (``engine/phases.py``) an operator ran in, or None."""
+    e = event.cpu_parent
+    while e is not None:
+        if e.name.startswith(PREFIX):
+            return e.name.removeprefix(PREFIX)
+        e = e.cpu_parent
+    return None
+
+
+def profile_training(device: str, precision: str, cohort: int, steps: int = 40,
+                     compile: bool = False, model: str = "transformer",
+                     batch_size: int | None = None, method: str = "adamw"
+                     ) -> tuple[float, list[PhaseRow], list[tuple[str, float]]]:
+    """Where a step of the reference configuration goes: ``(wall ms per step, phases,
+    operators)``. ``steps`` steps (evaluations every 10 amortised) run under
+    ``torch.profiler`` after a warm-up run; each operator's own time (device time on a GPU)
+    goes to the engine phase that ran it (``sample``, ``forward``, ``backward``,
+    ``optimizer``, ``train_metrics``, ``evaluate``), matmuls apart, and what no operator
+    accounts for (Python, the sampler's bookkeeping, the profiler's own cost) is
+    ``untraced``. Operators: the ``(name, ms per step)`` of the costliest 15."""
+    gpu = torch.device(device).type == "cuda"
+    train_cohort(reference_specs(cohort, precision, 30 if compile else 20, model, batch_size,
+                                 method), device, progress=False, compile=compile)
+    specs = reference_specs(cohort, precision, steps, model, batch_size, method)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+    with profile(activities=activities) as prof:
+        t0 = time.perf_counter()
+        train_cohort(specs, device, progress=False, compile=compile)
+        _sync(torch.device(device))
+        wall_ms = (time.perf_counter() - t0) * 1000 / steps
+    matmul: dict[str, float] = dict.fromkeys((*PHASES, "other"), 0.0)
+    other = dict(matmul)
+    ops: dict[str, float] = {}
+    for e in prof.events():
+        if e.name.startswith(PREFIX) or e.name.startswith("ProfilerStep"):
+            continue
+        us = e.self_device_time_total if gpu else e.self_cpu_time_total
+        if not us:
+            continue
+        where = _phase_of(e) or "other"
+        (matmul if e.name in MATMULS else other)[where] += us / 1000 / steps
+        ops[e.name] = ops.get(e.name, 0.0) + us / 1000 / steps
+    rows = [PhaseRow(name, matmul[name], other[name], matmul[name] + other[name],
+                     (matmul[name] + other[name]) / wall_ms) for name in (*PHASES, "other")]
+    traced = sum(r.ms for r in rows)
+    rows.append(PhaseRow("untraced", 0.0, max(0.0, wall_ms - traced),
+                         max(0.0, wall_ms - traced), max(0.0, wall_ms - traced) / wall_ms))
+    top = sorted(ops.items(), key=lambda kv: -kv[1])[:15]
+    return wall_ms, rows, top

@@ -289,7 +289,7 @@ def resume(
             t0 = time.perf_counter()
             counts = run_specs(specs, store.root, device=dev, progress=progress,
                                overall=inv["command"] == "study",
-                               compile=bool(inv["options"].get("compile")), store=store,
+                               compile=inv["options"].get("compile"), store=store,
                                slots=inv["options"].get("slots"),
                                checkpoint_every=every or None,
                                checkpoint_seconds=EVERY_SECONDS if every else None)

@@ -65,7 +65,7 @@ def run(
     seeds: Annotated[int, typer.Option(help="Number of seeds.")] = 1,
     settings: Settings = None,
     device: Device = None,
-    compile: Compile = False,
+    compile: Compile = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
     executor: Executor = "local", address: Address = None,
     gpus_per_cohort: GpusPerCohort = 0.0, cpus_per_cohort: CpusPerCohort = 1.0,

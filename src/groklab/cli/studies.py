@@ -86,7 +86,7 @@ def study(
         "has).")] = None,
     settings: Settings = None,
     device: Device = None,
-    compile: Compile = False,
+    compile: Compile = None,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     executor: Executor = "local", address: Address = None,
     gpus_per_cohort: GpusPerCohort = 0.0, cpus_per_cohort: CpusPerCohort = 1.0,

@@ -76,7 +76,7 @@ def run_specs(
     max_cohort: int | None = None,
     progress: bool = True,
     overall: bool = False,
-    compile: bool = False,
+    compile: bool | None = None,
     hooks: Sequence[Hook] = (),
     checkpoint_every: int | None = EVERY_STEPS,
     checkpoint_seconds: float | None = EVERY_SECONDS,
@@ -93,9 +93,11 @@ def run_specs(
     ``KeyboardInterrupt`` propagates.
 
     ``overall`` adds a bar over all runs (runs done, current cohort, ETA) above the
-    per-cohort bar: what a study of many cohorts shows. ``compile`` and ``hooks``: see
-    ``train_cohort``; a run an external hook retires is recorded as ``stopped``, not
-    finished (engine/hooks.py). Runs that another live process is training are left to it.
+    per-cohort bar: what a study of many cohorts shows. ``compile``: see ``train_cohort``;
+    None compiles the cohorts whose runs are long enough to repay it (engine/executor.py,
+    ``compiles``), saying so on stderr. ``hooks``: see ``train_cohort``; a run an external
+    hook retires is recorded as ``halted_by_hook``, not finished (engine/hooks.py). Runs
+    that another live process is training are left to it.
 
     Parents (``init_from``) train before their children, and a child starts only once its
     parent is finished in this store with its weights saved (else it is counted as

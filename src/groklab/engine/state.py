@@ -29,6 +29,7 @@ from groklab.engine.host import keep_freed_memory
 from groklab.engine.loss import CrossEntropy, Objective, objective_for
 from groklab.engine.measures import progress_measures
 from groklab.engine.params import FlatParams
+from groklab.engine.phases import phase
 from groklab.engine.rows import Tree, each_row, put, restore, snapshot, take
 from groklab.engine.sampler import noise_seed, run_generators
 from groklab.engine.splits import Splits, TrainSums
@@ -36,6 +37,7 @@ from groklab.engine.tables import cohort_tables
 from groklab.models import CohortModel, RunRandom, build_model
 from groklab.models.layout import ParamLayout
 from groklab.optim import build_optimizer
+from groklab.optim.transforms import compiled
 from groklab.records import EvalRow
 from groklab.spec import RunSpec
 from groklab.tasks import TaskData
@@ -88,7 +90,7 @@ def make_example_fn(model: CohortModel, objective: Objective, device: torch.devi
             out = model.forward(params, x, train=train, rng=rng)
         return objective(out, y)
 
-    return torch.compile(fn) if compile else fn
+    return compiled(fn) if compile else fn
 
 
 def check_vocabulary(task: TaskData) -> None:
@@ -187,7 +189,8 @@ class CohortState:
                                         self.model.n_blocks)
         if list(self.layout.offsets.items()) != list(self.params.offsets.items()):
             raise RuntimeError("the model's param_info disagrees with its init")
-        self.opt, self.policy = build_optimizer(specs, self.layout, self.params.flat)
+        self.opt, self.policy = build_optimizer(specs, self.layout, self.params.flat,
+                                                fuse=compile)
         for i, s in enumerate(specs):  # warm starts that carry their parent's optimiser
             if carried[i] is None and s.init_from is not None and \
                     s.init_optimizer == "carried":
@@ -263,18 +266,21 @@ class CohortState:
 
     def step(self) -> None:
         """One update of every run."""
-        rows = self.train_rows()
+        with phase("sample"):
+            rows = self.train_rows()
+            x, y = self.inputs[rows], self.targets[rows]
         if self.embedding is not None:
-            self.embedding.observe(self.inputs[rows])
+            self.embedding.observe(x)
             own = torch.tensor([self.own_step(i) for i in range(len(self.specs))])
             self.embedding.before_update(own, self.params)
-        loss, metrics = self.fn(self.params.views, self.inputs[rows], self.targets[rows],
-                                True, self.rng)
-        loss = loss.mean(1)
-        leaves = list(self.params.views.values())
-        grads = torch.autograd.grad(loss.sum(), leaves)
-        self.opt.step(self.params.flatten_grads(grads, self.grad))
-        with torch.no_grad():
+        with phase("forward"):
+            loss, metrics = self.fn(self.params.views, x, y, True, self.rng)
+            loss = loss.mean(1)
+        with phase("backward"):
+            grads = torch.autograd.grad(loss.sum(), list(self.params.views.values()))
+        with phase("optimizer"):
+            self.opt.step(self.params.flatten_grads(grads, self.grad))
+        with phase("train_metrics"), torch.no_grad():
             self.sums.add(loss, metrics)
         self.t += 1
 
@@ -339,6 +345,10 @@ class CohortState:
         rows = list(self.index) if rows is None else list(rows)
         if not rows:
             return {}
+        with phase("evaluate"):
+            return self._evaluate(rows)
+
+    def _evaluate(self, rows: list[int]) -> dict[int, EvalRow]:
         if self.eval_batches is None:
             val = self.validate()
             metrics = self.sums.means()

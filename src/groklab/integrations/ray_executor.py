@@ -38,7 +38,7 @@ from typing import Any
 import torch
 
 from groklab.engine.checkpoint import CheckpointPolicy
-from groklab.engine.executor import KeyWork, Options, add_counts
+from groklab.engine.executor import KeyWork, Options, add_counts, compile_note, compiles
 from groklab.engine.hooks import Hook
 from groklab.engine.parents import load_parents
 from groklab.engine.recorder import Recorder, Tally
@@ -129,11 +129,14 @@ class RayExecutor:
             parents, optimizers = load_parents(store.root, specs)
             gen = task.options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0).remote(
                 specs, min(w.slots, len(specs)), device, max(1, int(self.cpus)), parents,
-                optimizers, options.compile, list(options.hooks),
+                optimizers, compiles(w, options.compile), list(options.hooks),
                 sorted(options.keep_optimizer), options.every, options.seconds, resume)
             lives[gen] = (rec, w, specs, attempt)
 
         for w in work:
+            note = compile_note(w, options.compile)
+            if note:
+                tally.bar.write(note, file=sys.stderr)
             rec = Recorder(store, w.todo, w.known, device, tally, every=options.every,
                            seconds=options.seconds)
             recorders.append(rec)

@@ -82,8 +82,9 @@ def transforms_for(specs: Sequence[RunSpec], layout: ParamLayout, params: torch.
     return out + chain(CohortHyper(specs, params, decay_columns(specs, layout, params), layout))
 
 
-def build_optimizer(specs: Sequence[RunSpec], layout: ParamLayout, params: torch.Tensor
-                    ) -> tuple[Chain, RatePolicy]:
-    """The cohort's optimiser over ``params`` (``[R, N]``) and the rate policy it reads."""
+def build_optimizer(specs: Sequence[RunSpec], layout: ParamLayout, params: torch.Tensor,
+                    fuse: bool = False) -> tuple[Chain, RatePolicy]:
+    """The cohort's optimiser over ``params`` (``[R, N]``) and the rate policy it reads;
+    ``fuse``: its element-wise transforms compiled together (``Chain``)."""
     policy = RatePolicy(layout, specs, params.device)
-    return Chain(params, transforms_for(specs, layout, params), policy), policy
+    return Chain(params, transforms_for(specs, layout, params), policy, fuse), policy

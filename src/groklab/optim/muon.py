@@ -91,6 +91,8 @@ class Orthogonalize(Transform):
     iteration's dtype (fp32, or bf16 as torch does).
     """
 
+    fusable = False  # Newton–Schulz: batched matmuls, not element-wise work
+
     def __init__(self, shapes: Sequence[tuple[int, int]], hp: dict[str, torch.Tensor],
                  dtype: torch.dtype = torch.float32):
         super().__init__(hp)

@@ -30,6 +30,9 @@ class OrthoGrad(Transform):
     """⊥Grad over the parameters at column ranges ``segments`` (``(start, end)``, one per
     tensor; from the layout's offsets), for every run of the input."""
 
+    # four reductions per parameter tensor: a compiled graph of them took a minute to build
+    fusable = False
+
     def __init__(self, segments: Sequence[tuple[int, int]]):
         super().__init__()
         self.segments = list(segments)

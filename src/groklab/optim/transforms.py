@@ -19,8 +19,10 @@ tests/test_transforms.py, tests/test_muon.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 
@@ -60,9 +62,16 @@ class Context:
 
 @dataclass
 class Transform:
-    """Base: per-run hyper-parameters ``hp`` (run axis first); stateless unless overridden."""
+    """Base: per-run hyper-parameters ``hp`` (run axis first); stateless unless overridden.
+
+    ``fusable``: the update compiles into one graph whatever the update count (a fused
+    chain compiles runs of such transforms together: ``Chain(fuse=True)``); a transform
+    whose code branches on the count in ways a compiled graph would be rebuilt for (the
+    Grokfast-MA window's slot) or whose work is not element-wise (Muon's Newton–Schulz
+    products) says False and runs as written."""
 
     hp: dict[str, torch.Tensor] = field(default_factory=dict)
+    fusable: ClassVar[bool] = True
 
     def init(self, params: torch.Tensor) -> State:
         return {}
@@ -96,6 +105,7 @@ class Subset(Transform):
         super().__init__()
         self.inner = inner
         self.rows = torch.as_tensor(list(rows), dtype=torch.long)
+        self.fusable = inner.fusable
 
     def init(self, params: torch.Tensor) -> State:
         self.rows = self.rows.to(params.device)
@@ -135,6 +145,7 @@ class Columns(Transform):
         super().__init__()
         self.inner = inner
         self.cols = cols
+        self.fusable = inner.fusable
 
     def init(self, params: torch.Tensor) -> State:
         self.cols = self.cols.to(params.device)
@@ -176,6 +187,8 @@ class MaFilter(Transform):
     """Grokfast-MA: keep the last ``window`` gradients; once the window is full,
     ``g ← g + λ · mean(window)``. The window's sum is kept running and recomputed exactly
     once per window so rounding cannot accumulate."""
+
+    fusable = False  # the slot it writes depends on the count: one graph per slot
 
     def __init__(self, window: int, hp: dict[str, torch.Tensor]):
         super().__init__(hp)
@@ -293,30 +306,83 @@ class ScaleByRate(Transform):
         return u.mul_(ctx.lr).neg_()
 
 
+def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``torch.compile(fn)`` that runs ``fn`` as written, with torch's warning, where the
+    compile fails (a machine without the C++ compiler Inductor needs): compiling is chosen
+    by default for long runs (engine/executor.py) and must never be what stops one."""
+    fast = torch.compile(fn)
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        with torch._dynamo.config.patch(suppress_errors=True):
+            return fast(*args, **kwargs)
+
+    return call
+
+
+def apply_transforms(transforms: Sequence[Transform], states: Sequence[State],
+                     u: torch.Tensor, t: int, params: torch.Tensor, lr: torch.Tensor,
+                     offset: torch.Tensor | None, last: bool) -> torch.Tensor:
+    """``transforms`` in order on ``u`` at update count ``t``; with ``last``, the result is
+    added to ``params`` as well (the update's final pass)."""
+    ctx = Context(t, params, lr, offset)
+    for tr, state in zip(transforms, states, strict=True):
+        u = tr.update(u, state, ctx)
+    if last:
+        params.add_(u)
+    return u
+
+
 class Chain:
     """Transforms applied in order; ``step`` updates the parameters in place.
 
     ``rates(t)`` gives the ``[R, N]`` rates of update t (0-based; see ``optim.rate_policy``).
     The chain's state (every transform's tensors and the update count) is a checkpoint.
+
+    ``fuse``: each run of consecutive ``fusable`` transforms (with the final addition to the
+    parameters) goes through ``torch.compile`` as one function, so that the ten-odd
+    element-wise passes of an update become one or two loops over the buffer (equal to the
+    unfused chain to float rounding; the update count is a graph input after the first
+    update, so the graphs are built twice and then reused): the chain of transforms,
+    fused (docs/design.md, decision 8).
     """
 
     def __init__(self, params: torch.Tensor, transforms: Sequence[Transform],
-                 rates: Callable[[int], torch.Tensor]):
+                 rates: Callable[[int], torch.Tensor], fuse: bool = False):
         self.params = params
         self.transforms = list(transforms)
         self.rates = rates
         self.states = [tr.init(params) for tr in self.transforms]
         self.t = 0  # updates done so far
         self.offset: torch.Tensor | None = None  # [R, 1] carried updates (load_run_state)
+        self.fused = fuse
+        self._segments = self._plan(fuse)
+
+    def _plan(self, fuse: bool) -> list[tuple[Callable[..., torch.Tensor], slice]]:
+        """The update as segments ``(function, slice of the transforms)``: with ``fuse``, each
+        run of consecutive fusable transforms is one compiled segment; every other
+        transform is a segment of its own, run as written. The last segment adds the
+        update to the parameters."""
+        spans: list[tuple[bool, slice]] = []
+        for i, tr in enumerate(self.transforms):
+            together = fuse and tr.fusable
+            if together and spans and spans[-1][0]:
+                spans[-1] = (True, slice(spans[-1][1].start, i + 1))
+            else:
+                spans.append((together, slice(i, i + 1)))
+        spans = spans or [(fuse, slice(0, 0))]  # no transforms: the addition alone
+        fast = compiled(apply_transforms) if fuse else apply_transforms
+        return [(fast if together else apply_transforms, span)
+                for together, span in spans]
 
     @torch.no_grad()
     def step(self, grad: torch.Tensor) -> None:
         """One update from ``grad`` (``[R, N]``; used as scratch space and overwritten)."""
-        ctx = Context(self.t + 1, self.params, self.rates(self.t), self.offset)
+        lr = self.rates(self.t)
         u = grad
-        for tr, state in zip(self.transforms, self.states, strict=True):
-            u = tr.update(u, state, ctx)
-        self.params.add_(u)
+        for k, (fn, span) in enumerate(self._segments):
+            u = fn(self.transforms[span], self.states[span], u, self.t + 1, self.params, lr,
+                   self.offset, k == len(self._segments) - 1)
         self.t += 1
 
     @torch.no_grad()

@@ -34,7 +34,7 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def run_study(study: Study, out: str | Path, *, device: str | None = None,
-              progress: bool = True, compile: bool = False, executor: Any = None,
+              progress: bool = True, compile: bool | None = None, executor: Any = None,
               store: Store | None = None, max_cohort: int | None = None,
               slots: int | None = None) -> dict[str, int]:
     """Train ``study``'s runs into ``out``, skipping finished ones; returns run counts.
