@@ -132,7 +132,7 @@ def test_a_signal_checkpoints_releases_and_leaves_runs_interrupted(tmp_path, sig
     out = tmp_path / "out"
     args = ["run", "--p", "7", "--steps", "1000000", "--d-model", "16", "--n-heads", "2",
             "--batch-size", "16", "--eval-every", "1", "--checkpoint-every", "100000",
-            "--no-progress", "--out", str(out)]
+            "--no-compile", "--no-progress", "--out", str(out)]  # long, but not compiled
     proc = subprocess.Popen([*GROKLAB, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
     deadline, rows = time.time() + 120, 0

@@ -1,4 +1,5 @@
-"""``compile=True`` (torch.compile of forward and loss) trains the same run as eager mode."""
+"""``compile=True`` (torch.compile of forward and loss, and the fused optimiser chain) trains the
+same run as eager mode."""
 
 import pytest
 import torch

@@ -57,19 +57,60 @@ def test_a_fused_chain_equals_the_chain_as_written(name):
                                                          if f is not plain._segments[0][0])
 
 
-def test_long_runs_are_compiled_by_default_and_the_choice_is_said():
+def test_runs_holding_enough_work_are_compiled_by_default_on_a_cpu():
     from groklab.cli.common import Compile
-    from groklab.engine.executor import COMPILE_MIN_STEPS, KeyWork, compile_note, compiles
+    from groklab.engine.executor import (
+        COMPILE_MIN_FLOPS,
+        KeyWork,
+        compile_note,
+        compiles,
+        run_flops,
+    )
+    from groklab.engine.limits import step_flops
 
-    def work(steps):
-        specs = [RunSpec(**(BASE | {"steps": steps}))]
-        return KeyWork(specs, specs, 1, desc="[1/1] x_plus_y ×1")
+    def work(steps, **kw):
+        specs = [RunSpec(**(dict(task="x_div_y", p=97, batch_size=512, steps=steps) | kw))]
+        return KeyWork(specs, specs, 1, desc="[1/1] x_div_y ×1")
 
-    long, short = work(COMPILE_MIN_STEPS), work(COMPILE_MIN_STEPS - 1)
-    assert compiles(long, None) and not compiles(short, None)
-    assert compiles(short, True) and not compiles(long, False)  # the caller's choice wins
-    note = compile_note(long, None)
-    assert f"{COMPILE_MIN_STEPS:,}" in note and "--no-compile" in note
-    assert compile_note(short, None) is None and compile_note(long, True) is None
-    # the flag's help states the same threshold
-    assert f"{COMPILE_MIN_STEPS:,} steps" in Compile.__metadata__[0].help
+    per_step = step_flops(work(1).todo[0])  # the paper's Transformer at batch 512
+    at = int(COMPILE_MIN_FLOPS // per_step) + 1
+    long, short = work(at), work(at - 1)
+    assert run_flops(long.todo[0]) >= COMPILE_MIN_FLOPS > run_flops(short.todo[0])
+    assert 6_000 < at < 7_500  # the default run of 7,500 steps is compiled
+    assert compiles(long, None, "cpu") and not compiles(short, None, "cpu")
+    assert not compiles(long, None, "cuda")  # not measured on a GPU: only when asked
+    assert compiles(short, True, "cpu") and not compiles(long, False, "cpu")  # asked: so
+    # a small model's run of a million steps holds less work than the compile costs
+    assert not compiles(work(1_000_000, d_model=16, n_heads=2, batch_size=16, p=7), None,
+                        "cpu")
+    note = compile_note(long, None, "cpu")
+    assert f"{COMPILE_MIN_FLOPS:.0e}" in note and "--no-compile" in note
+    assert compile_note(short, None, "cpu") is None and compile_note(long, True, "cpu") is None
+    assert "3e13 FLOPs" in Compile.__metadata__[0].help and COMPILE_MIN_FLOPS == 3e13
+
+
+def test_the_runner_compiles_a_cohort_by_default_and_says_so(tmp_path, monkeypatch, capsys):
+    """Through the runner: a cohort over the threshold goes to its slot life compiled, and
+    the command says so once on stderr; one under it, or told ``--no-compile``, does not.
+    (Compiled training itself, model and fused chain: tests/test_compile.py.)"""
+    import groklab.engine.executor as executor
+    from groklab.engine import run_specs
+
+    asked = []
+    real = executor.slot_life
+
+    def life(*args, **kwargs):
+        asked.append(kwargs["compile"])
+        return real(*args, **(kwargs | {"compile": False}))  # the training itself: eager
+
+    monkeypatch.setattr(executor, "slot_life", life)
+    specs = [RunSpec(**BASE, seed=s) for s in range(2)]
+    run_specs(specs, tmp_path / "short", progress=False)
+    assert asked == [False] and "compiling" not in capsys.readouterr().err
+    monkeypatch.setattr(executor, "COMPILE_MIN_FLOPS", 1.0)  # any run holds enough work
+    run_specs(specs, tmp_path / "long", progress=False)
+    err = capsys.readouterr().err
+    assert asked == [False, True]
+    assert err.count("groklab: compiling cohort") == 1 and "--no-compile" in err
+    run_specs(specs, tmp_path / "told", progress=False, compile=False)
+    assert asked == [False, True, False] and "compiling" not in capsys.readouterr().err

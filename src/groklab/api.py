@@ -69,7 +69,7 @@ def run(out: str | Path, *, device: str | None = None, progress: bool = True,
     """Train the runs ``make_specs(**spec_settings)`` describes into ``out``; return results.
 
     ``compile``: run the model and optimiser through ``torch.compile`` (None: when the runs
-    have at least 5,000 steps; see README, Speed);
+    hold at least 3e13 FLOPs each, on a CPU; see README, Speed);
     ``executor``: where cohorts train, e.g. ``groklab.integrations.ray_executor.RayExecutor()``
     (None: in this process).
     """

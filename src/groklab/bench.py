@@ -23,12 +23,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from groklab.engine.cohort import train_cohort
+from groklab.engine.limits import step_flops
 from groklab.engine.phases import PHASES, PREFIX
-from groklab.models import build_model, model_hooks
+from groklab.models import model_hooks
 from groklab.progress import bar as progress_bar
 from groklab.settings import methods
 from groklab.spec import RunSpec
-from groklab.tasks import build_task
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 
@@ -103,15 +103,6 @@ def reference_specs(cohort: int, precision: str, steps: int, model: str = "trans
                     model=model)
     return [RunSpec(**(base | METHODS[method] | dict(steps=steps, precision=precision, seed=s)))
             for s in range(cohort)]
-
-
-def step_flops(spec: RunSpec) -> float:
-    """Model FLOPs of one training step per run, evaluation over the val split amortised."""
-    task = build_task(spec.task, **spec.task_args())
-    model = build_model(spec, task)
-    n_val = (2 * spec.eval_batches * spec.batch_size if spec.eval_batches is not None
-             else len(task) - int(spec.train_fraction * len(task)))
-    return model.train_step_flops(spec.batch_size) + model.forward_flops(n_val) / spec.eval_every
 
 
 def bench_training(device: str, precision: str, cohort: int, windows: int = 10,

@@ -33,6 +33,11 @@ def bar(iterable: Iterable[Any] | None = None, *, file: IO[str] | None = None,
     return LineProgress(iterable, file=stream, **kwargs)
 
 
+def say(line: str) -> None:
+    """One line on stderr that leaves any bar being drawn intact (tqdm moves it below)."""
+    std_tqdm.write(line, file=sys.stderr)
+
+
 def _is_terminal(stream: IO[str]) -> bool:
     try:
         return stream.isatty()

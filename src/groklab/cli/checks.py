@@ -114,8 +114,13 @@ def _flags(spec: RunSpec, part: str, origin: Mapping[str, str]) -> str:
 def _time(specs: Sequence[RunSpec], device: str, yes: bool) -> None:
     """Fail without ``yes`` when the runs would take more than a week even at the device's
     matmul rate (a lower bound on their time; measured only when it could matter)."""
-    from groklab.bench import step_flops
-    from groklab.engine.limits import MAX_SECONDS, duration, estimate_seconds, matmul_rate
+    from groklab.engine.limits import (
+        MAX_SECONDS,
+        duration,
+        estimate_seconds,
+        matmul_rate,
+        step_flops,
+    )
 
     cache: dict[tuple, float] = {}
 

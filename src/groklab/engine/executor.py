@@ -21,10 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import torch
+
 from groklab.engine.hooks import Hook
+from groklab.engine.limits import step_flops
 from groklab.engine.parents import load_parents
 from groklab.engine.recorder import Feed, Recorder, Tally
 from groklab.engine.slots import slot_life
+from groklab.progress import say
 from groklab.spec import RunSpec
 from groklab.store import Store
 
@@ -41,11 +45,14 @@ class KeyWork:
     desc: str = ""
 
 
-# a cohort whose runs have at least this many steps is compiled unless told otherwise: on
-# the 2-core AVX2 CPU of the README's Speed section a compile took about 70 s and saved
-# 14 ms of an 86 ms step (x_div_y, p 97, batch 512), so it repays itself near 5,000 steps
-# (sooner on a GPU, and when the on-disk compile cache already holds the cohort's shape)
-COMPILE_MIN_STEPS = 5000
+# On a CPU, a cohort whose runs each hold at least this much model work (FLOPs per step
+# times steps) is compiled unless told otherwise. On the 2-core AVX2 CPU of the README's
+# Speed section a cold compile took about 70 s (9 s from Inductor's on-disk cache) and
+# saved 18 ms of a 79 ms step of the paper's Transformer at batch 512 (4.4 GFLOP a step):
+# 3e13 FLOPs is about 6,800 such steps, where the first compile has repaid itself. Work,
+# not steps: a small model's run of a million steps holds less work than the compile
+# costs. Not measured on a GPU yet, so not chosen there (pass --compile).
+COMPILE_MIN_FLOPS = 3e13
 
 
 @dataclass
@@ -72,24 +79,30 @@ class Executor(Protocol):
               tally: Tally) -> dict[str, int]: ...
 
 
-def compiles(work: KeyWork, choice: bool | None) -> bool:
+def run_flops(spec: RunSpec) -> float:
+    """A run's model work: FLOPs per step (evaluation amortised) times its steps."""
+    return step_flops(spec) * spec.steps
+
+
+def compiles(work: KeyWork, choice: bool | None, device: str) -> bool:
     """Whether the cohort of ``work`` runs compiled (``torch.compile`` of the model and the
-    optimiser's element-wise chain): as the caller chose, or with ``choice`` None when its
-    runs are long enough to repay the compile (``COMPILE_MIN_STEPS``; ``steps`` splits
-    cohorts, so every run of a key has the same budget). Compiling changes results by
-    float rounding only and is not part of any run's identity."""
+    optimiser's element-wise chain): as the caller chose, or with ``choice`` None on a CPU
+    when each run holds enough work to repay the compile (``COMPILE_MIN_FLOPS``; every run
+    of a key has the same shape and steps). Compiling changes results by float rounding
+    only and is not part of any run's identity."""
     if choice is not None:
         return choice
-    return work.todo[0].steps >= COMPILE_MIN_STEPS
+    return torch.device(device).type == "cpu" and run_flops(work.todo[0]) >= COMPILE_MIN_FLOPS
 
 
-def compile_note(work: KeyWork, choice: bool | None) -> str | None:
+def compile_note(work: KeyWork, choice: bool | None, device: str) -> str | None:
     """The log line that says a cohort is compiled by default (None when it is not, or when
     the caller chose)."""
-    if choice is not None or not compiles(work, choice):
+    if choice is not None or not compiles(work, choice, device):
         return None
-    return (f"groklab: compiling cohort {work.desc} (runs of {work.todo[0].steps:,} steps; "
-            f"compiled by default from {COMPILE_MIN_STEPS:,}: --no-compile to skip)")
+    return (f"groklab: compiling cohort {work.desc} ({run_flops(work.todo[0]):.2g} FLOPs per "
+            f"run; compiled by default on a CPU from {COMPILE_MIN_FLOPS:.0e}: --no-compile to "
+            "skip)")
 
 
 def add_counts(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
@@ -104,16 +117,16 @@ class InProcess:
         counts = {"trained": 0, "stopped": 0, "elsewhere": 0}
         for w in work:
             tally.bar.set_description_str(f"runs, cohort {w.desc}")
-            note = compile_note(w, options.compile)
+            note = compile_note(w, options.compile, device)
             if note:
-                tally.bar.write(note, file=sys.stderr)
+                say(note)
             rec = Recorder(store, w.todo, w.known, device, tally, every=options.every,
                            seconds=options.seconds, feed=options.feed)
             events = slot_life(
                 rec.queue, w.slots, device,
                 parents_for=lambda specs: load_parents(store.root, specs),
                 keep_optimizer=sorted(options.keep_optimizer), progress=options.progress,
-                desc=w.desc, compile=compiles(w, options.compile), hooks=options.hooks,
+                desc=w.desc, compile=compiles(w, options.compile, device), hooks=options.hooks,
                 checkpoint=rec.checkpointer if rec.checkpointing else None,
                 interruptible=rec.checkpointing, resume=rec.resume, known=rec.by_id,
                 total_runs=len(w.todo))

@@ -261,6 +261,15 @@ def _sync(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+def step_flops(spec: RunSpec) -> float:
+    """Model FLOPs of one training step per run, evaluation over the val split amortised."""
+    task = build_task(spec.task, **spec.task_args())
+    model = build_model(spec, task)
+    n_val = (2 * spec.eval_batches * spec.batch_size if spec.eval_batches is not None
+             else len(task) - int(spec.train_fraction * len(task)))
+    return model.train_step_flops(spec.batch_size) + model.forward_flops(n_val) / spec.eval_every
+
+
 def estimate_seconds(step_flops: Sequence[float], steps: Sequence[int],
                      flops_per_s: float) -> float:
     """A lower bound on the time of runs with these FLOPs per step and step counts at

@@ -45,6 +45,7 @@ from groklab.engine.recorder import Recorder, Tally
 from groklab.engine.slots import Ended, Evaluated, Event, ListQueue, slot_life
 from groklab.engine.state import RunEnd
 from groklab.integrations import require
+from groklab.progress import say
 from groklab.spec import RunSpec
 from groklab.store import Store
 
@@ -129,14 +130,14 @@ class RayExecutor:
             parents, optimizers = load_parents(store.root, specs)
             gen = task.options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0).remote(
                 specs, min(w.slots, len(specs)), device, max(1, int(self.cpus)), parents,
-                optimizers, compiles(w, options.compile), list(options.hooks),
+                optimizers, compiles(w, options.compile, device), list(options.hooks),
                 sorted(options.keep_optimizer), options.every, options.seconds, resume)
             lives[gen] = (rec, w, specs, attempt)
 
         for w in work:
-            note = compile_note(w, options.compile)
+            note = compile_note(w, options.compile, device)
             if note:
-                tally.bar.write(note, file=sys.stderr)
+                say(note)
             rec = Recorder(store, w.todo, w.known, device, tally, every=options.every,
                            seconds=options.seconds)
             recorders.append(rec)
