@@ -24,10 +24,11 @@ def test_step_flops_is_training_plus_amortised_evaluation():
 
 def test_bench_row_figures_agree():
     assert matmul_peak("cpu", "fp32", repeats=1) > 0
-    row = bench_training("cpu", "fp32", cohort=2, windows=1)
+    row = bench_training("cpu", "fp32", cohort=2, windows=1, batch_size=64)
     assert row.cohort == 2 and row.precision == "fp32" and not row.compiled
     flops = row.gflop_per_step * 1e9
-    assert flops == pytest.approx(2 * step_flops(reference_specs(1, "fp32", 10)[0]))
+    assert flops == pytest.approx(2 * step_flops(reference_specs(1, "fp32", 10,
+                                                                 batch_size=64)[0]))
     assert row.achieved_gflops == pytest.approx(flops / (row.ms_per_step / 1000) / 1e9)
     assert row.fraction_of_peak == pytest.approx(row.achieved_gflops / row.peak_gflops)
     assert row.ideal_ms_per_step == pytest.approx(flops / row.peak_gflops / 1e6)
