@@ -51,8 +51,8 @@ def test_a_fused_chain_equals_the_chain_as_written(name):
     for a, b in zip(fused.states, plain.states, strict=True):
         for k in a:
             torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
-    # two graphs per compiled segment (the first update, then the count as an input), not
-    # one per update
+    # at most two graphs per compiled segment (the count and the size are inputs; a filter
+    # or momentum that treats the first update apart adds one), not one per update
     assert counters["stats"]["unique_graphs"] <= 2 * sum(1 for f, _ in fused._segments
                                                          if f is not plain._segments[0][0])
 
@@ -114,3 +114,29 @@ def test_the_runner_compiles_a_cohort_by_default_and_says_so(tmp_path, monkeypat
     assert err.count("groklab: compiling cohort") == 1 and "--no-compile" in err
     run_specs(specs, tmp_path / "told", progress=False, compile=False)
     assert asked == [False, True, False] and "compiling" not in capsys.readouterr().err
+
+
+def test_a_compile_that_fails_runs_as_written_and_says_so(monkeypatch, capsys):
+    """Where Inductor cannot compile (no C++ compiler), a compiled cohort trains as written,
+    the failure said once on stderr: the same curves as eager, bit for bit."""
+    from torch._inductor.exc import InductorError
+
+    from groklab.engine.cohort import train_cohort
+
+    calls = []
+
+    def broken(fn, **kwargs):
+        def fail(*args, **kw):
+            calls.append(fn.__name__)
+            raise InductorError(RuntimeError("g++: not found"), None)
+        return fail
+
+    specs = [RunSpec(**BASE, seed=s) for s in range(2)]
+    eager = train_cohort(specs, progress=False)
+    monkeypatch.setattr(torch, "compile", broken)
+    fallen = train_cohort(specs, progress=False, compile=True)
+    assert fallen == eager
+    assert sorted(set(calls)) == ["apply_transforms", "fn"]  # each tried once, then not
+    assert len(calls) == 2
+    err = capsys.readouterr().err
+    assert err.count("torch.compile failed") == 2 and "g++: not found" in err

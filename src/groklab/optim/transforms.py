@@ -20,6 +20,7 @@ tests/test_transforms.py, tests/test_muon.py).
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -27,6 +28,8 @@ from typing import Any, ClassVar
 import torch
 
 State = dict[str, torch.Tensor]
+# what a failed compile raises (Inductor's errors arrive wrapped in the first)
+COMPILE_ERRORS = (torch._dynamo.exc.BackendCompilerFailed, torch._inductor.exc.InductorError)
 
 
 def column(values: Iterable[float], device: torch.device | None = None,
@@ -306,16 +309,27 @@ class ScaleByRate(Transform):
         return u.mul_(ctx.lr).neg_()
 
 
-def compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``torch.compile(fn)`` that runs ``fn`` as written, with torch's warning, where the
-    compile fails (a machine without the C++ compiler Inductor needs): compiling is chosen
-    by default for long runs (engine/executor.py) and must never be what stops one."""
-    fast = torch.compile(fn)
+def compiled(fn: Callable[..., Any], dynamic: bool | None = None) -> Callable[..., Any]:
+    """``torch.compile(fn, dynamic=dynamic)`` that falls back to ``fn`` as written, saying
+    so once on stderr, where the compile fails (a machine without the C++ compiler Inductor
+    needs): compiling is chosen by default for long runs (engine/executor.py) and must never
+    be what stops one. A compile fails before the compiled code runs, so nothing was
+    changed in place when ``fn`` takes over."""
+    fast = torch.compile(fn, dynamic=dynamic)
+    chosen = [fast]
 
     @functools.wraps(fn)
     def call(*args: Any, **kwargs: Any) -> Any:
-        with torch._dynamo.config.patch(suppress_errors=True):
-            return fast(*args, **kwargs)
+        try:
+            return chosen[0](*args, **kwargs)
+        except COMPILE_ERRORS as e:
+            if chosen[0] is fn:
+                raise
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"groklab: torch.compile failed ({reason[:200]}); running as written",
+                  file=sys.stderr)
+            chosen[0] = fn
+            return fn(*args, **kwargs)
 
     return call
 
@@ -342,8 +356,9 @@ class Chain:
     ``fuse``: each run of consecutive ``fusable`` transforms (with the final addition to the
     parameters) goes through ``torch.compile`` as one function, so that the ten-odd
     element-wise passes of an update become one or two loops over the buffer (equal to the
-    unfused chain to float rounding; the update count is a graph input after the first
-    update, so the graphs are built twice and then reused): the chain of transforms,
+    unfused chain to float rounding; the update count and the cohort's size are graph
+    inputs, so a graph is built once, or twice for a transform that treats the first update
+    apart, and then reused): the chain of transforms,
     fused (docs/design.md, decision 8).
     """
 
@@ -371,7 +386,8 @@ class Chain:
             else:
                 spans.append((together, slice(i, i + 1)))
         spans = spans or [(fuse, slice(0, 0))]  # no transforms: the addition alone
-        fast = compiled(apply_transforms) if fuse else apply_transforms
+        # dynamic: the update count and the cohort's size are graph inputs from the start
+        fast = compiled(apply_transforms, dynamic=True) if fuse else apply_transforms
         return [(fast if together else apply_transforms, span)
                 for together, span in spans]
 
