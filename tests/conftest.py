@@ -123,10 +123,12 @@ def store_opens(monkeypatch) -> list:
 # The files that take longest, first: `make test` gives two workers a file at a time in
 # collection order (pytest -n 2 --dist loadfile), so a long file collected last would end the
 # run alone while the other worker idles. The other files keep their order.
-LONGEST_FIRST = ("test_cli.py", "test_fault_campaign.py", "test_precision.py", "test_ray.py",
-                 "test_bench.py", "test_faults.py", "test_tune.py", "test_checkpoint.py",
-                 "test_report.py", "test_slots_store.py", "test_measures.py",
-                 "test_report_html_browser.py", "test_reference.py")
+# (test_compile.py: about 75 s on one core where Inductor's cache is cold, as in CI)
+LONGEST_FIRST = ("test_cli.py", "test_fault_campaign.py", "test_compile.py", "test_precision.py",
+                 "test_ray.py", "test_bench.py", "test_faults.py", "test_tune.py",
+                 "test_checkpoint.py", "test_report.py", "test_slots_store.py",
+                 "test_measures.py", "test_report_html_browser.py", "test_reference.py",
+                 "test_fused_chain.py")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
