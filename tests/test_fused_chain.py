@@ -57,15 +57,9 @@ def test_a_fused_chain_equals_the_chain_as_written(name):
                                                          if f is not plain._segments[0][0])
 
 
-def test_runs_holding_enough_work_are_compiled_by_default_on_a_cpu():
+def test_runs_holding_enough_work_are_compiled_by_default_on_a_cpu(capsys):
     from groklab.cli.common import Compile
-    from groklab.engine.executor import (
-        COMPILE_MIN_FLOPS,
-        KeyWork,
-        compile_note,
-        compiles,
-        run_flops,
-    )
+    from groklab.engine.executor import COMPILE_MIN_FLOPS, KeyWork, compiles, run_flops
     from groklab.engine.limits import step_flops
 
     def work(steps, **kw):
@@ -77,15 +71,17 @@ def test_runs_holding_enough_work_are_compiled_by_default_on_a_cpu():
     long, short = work(at), work(at - 1)
     assert run_flops(long.todo[0]) >= COMPILE_MIN_FLOPS > run_flops(short.todo[0])
     assert 6_000 < at < 7_500  # the default run of 7,500 steps is compiled
-    assert compiles(long, None, "cpu") and not compiles(short, None, "cpu")
+    assert compiles(long, None, "cpu")
+    note = capsys.readouterr().err  # chosen by default: said, once
+    assert note.count("groklab: compiling cohort") == 1
+    assert f"{COMPILE_MIN_FLOPS:.0e}" in note and "--no-compile" in note
+    assert not compiles(short, None, "cpu")
     assert not compiles(long, None, "cuda")  # not measured on a GPU: only when asked
     assert compiles(short, True, "cpu") and not compiles(long, False, "cpu")  # asked: so
     # a small model's run of a million steps holds less work than the compile costs
     assert not compiles(work(1_000_000, d_model=16, n_heads=2, batch_size=16, p=7), None,
                         "cpu")
-    note = compile_note(long, None, "cpu")
-    assert f"{COMPILE_MIN_FLOPS:.0e}" in note and "--no-compile" in note
-    assert compile_note(short, None, "cpu") is None and compile_note(long, True, "cpu") is None
+    assert capsys.readouterr().err == ""  # not chosen by default: nothing said
     assert "3e13 FLOPs" in Compile.__metadata__[0].help and COMPILE_MIN_FLOPS == 3e13
 
 

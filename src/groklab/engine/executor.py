@@ -57,7 +57,7 @@ COMPILE_MIN_FLOPS = 3e13
 
 @dataclass
 class Options:
-    """How to train: compiled or not (None: by the runs' length, ``compiles``), external
+    """How to train: compiled or not (None: by the runs' work, ``compiles``), external
     hooks, which runs' final optimiser state to keep (their children carry it), the
     checkpoint policy (both None: none), per-cohort progress bars, and a ``feed`` that
     gives more runs as slots free (in process only)."""
@@ -88,21 +88,18 @@ def compiles(work: KeyWork, choice: bool | None, device: str) -> bool:
     """Whether the cohort of ``work`` runs compiled (``torch.compile`` of the model and the
     optimiser's element-wise chain): as the caller chose, or with ``choice`` None on a CPU
     when each run holds enough work to repay the compile (``COMPILE_MIN_FLOPS``; every run
-    of a key has the same shape and steps). Compiling changes results by float rounding
-    only and is not part of any run's identity."""
+    of a key has the same shape and steps), which it then says on stderr. Compiling
+    changes results by float rounding only and is not part of any run's identity."""
     if choice is not None:
         return choice
-    return torch.device(device).type == "cpu" and run_flops(work.todo[0]) >= COMPILE_MIN_FLOPS
-
-
-def compile_note(work: KeyWork, choice: bool | None, device: str) -> str | None:
-    """The log line that says a cohort is compiled by default (None when it is not, or when
-    the caller chose)."""
-    if choice is not None or not compiles(work, choice, device):
-        return None
-    return (f"groklab: compiling cohort {work.desc} ({run_flops(work.todo[0]):.2g} FLOPs per "
-            f"run; compiled by default on a CPU from {COMPILE_MIN_FLOPS:.0e}: --no-compile to "
-            "skip)")
+    if torch.device(device).type != "cpu":
+        return False
+    work_flops = run_flops(work.todo[0])
+    if work_flops < COMPILE_MIN_FLOPS:
+        return False
+    say(f"groklab: compiling cohort {work.desc} ({work_flops:.2g} FLOPs per run; compiled "
+        f"by default on a CPU from {COMPILE_MIN_FLOPS:.0e}: --no-compile to skip)")
+    return True
 
 
 def add_counts(total: dict[str, int], more: dict[str, int]) -> dict[str, int]:
@@ -117,16 +114,14 @@ class InProcess:
         counts = {"trained": 0, "stopped": 0, "elsewhere": 0}
         for w in work:
             tally.bar.set_description_str(f"runs, cohort {w.desc}")
-            note = compile_note(w, options.compile, device)
-            if note:
-                say(note)
+            compile = compiles(w, options.compile, device)
             rec = Recorder(store, w.todo, w.known, device, tally, every=options.every,
                            seconds=options.seconds, feed=options.feed)
             events = slot_life(
                 rec.queue, w.slots, device,
                 parents_for=lambda specs: load_parents(store.root, specs),
                 keep_optimizer=sorted(options.keep_optimizer), progress=options.progress,
-                desc=w.desc, compile=compiles(w, options.compile, device), hooks=options.hooks,
+                desc=w.desc, compile=compile, hooks=options.hooks,
                 checkpoint=rec.checkpointer if rec.checkpointing else None,
                 interruptible=rec.checkpointing, resume=rec.resume, known=rec.by_id,
                 total_runs=len(w.todo))

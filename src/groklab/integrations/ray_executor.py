@@ -38,14 +38,13 @@ from typing import Any
 import torch
 
 from groklab.engine.checkpoint import CheckpointPolicy
-from groklab.engine.executor import KeyWork, Options, add_counts, compile_note, compiles
+from groklab.engine.executor import KeyWork, Options, add_counts, compiles
 from groklab.engine.hooks import Hook
 from groklab.engine.parents import load_parents
 from groklab.engine.recorder import Recorder, Tally
 from groklab.engine.slots import Ended, Evaluated, Event, ListQueue, slot_life
 from groklab.engine.state import RunEnd
 from groklab.integrations import require
-from groklab.progress import say
 from groklab.spec import RunSpec
 from groklab.store import Store
 
@@ -130,14 +129,12 @@ class RayExecutor:
             parents, optimizers = load_parents(store.root, specs)
             gen = task.options(num_cpus=self.cpus, num_gpus=self.gpus, max_retries=0).remote(
                 specs, min(w.slots, len(specs)), device, max(1, int(self.cpus)), parents,
-                optimizers, compiles(w, options.compile, device), list(options.hooks),
+                optimizers, compiled[id(w)], list(options.hooks),
                 sorted(options.keep_optimizer), options.every, options.seconds, resume)
             lives[gen] = (rec, w, specs, attempt)
 
+        compiled = {id(w): compiles(w, options.compile, device) for w in work}
         for w in work:
-            note = compile_note(w, options.compile, device)
-            if note:
-                say(note)
             rec = Recorder(store, w.todo, w.known, device, tally, every=options.every,
                            seconds=options.seconds)
             recorders.append(rec)
